@@ -1,0 +1,3 @@
+"""lifeboat: an Airflow-scheduled retraining platform (DVC, Spark, MLflow, Evidently, FastAPI)."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,120 @@
+"""The one settings object of lifeboat.
+
+Every value can be set by an environment variable with the prefix ``LIFEBOAT_`` (for example
+``LIFEBOAT_MODEL_NAME``) or in a ``.env`` file. Read it through :func:`get_settings`; tests override values
+with ``get_settings.cache_clear()`` after changing the environment. Nothing here touches the disk.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: Values that look like a secret but are known to every reader of the docs: production refuses them.
+PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "token", "admin", "dev-token", "password"})
+MIN_SECRET_LENGTH = 16
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unacceptable for the chosen environment."""
+
+
+class Settings(BaseSettings):
+    """All configuration of lifeboat; see the README's settings table for each field."""
+
+    model_config = SettingsConfigDict(env_prefix="LIFEBOAT_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+
+    # Paths (relative paths are resolved against the current working directory).
+    state_dir: Path = Path(".lifeboat")
+    raw_data: Path = Path("data/raw/titanic.csv")
+    unlabelled_data: Path = Path("data/raw/test.csv")
+    incoming_dir: Path = Path("data/incoming")
+    reports_dir: Path | None = None
+
+    # MLflow
+    mlflow_tracking_uri: str | None = None
+    experiment_name: str = "titanic-retrain"
+    model_name: str = "titanic-survival"
+
+    # Data split and training
+    seed: int = 42
+    holdout_percent: int = Field(20, ge=5, le=50)
+    cv_folds: int = Field(5, ge=2, le=10)
+    model_families: list[Literal["lr", "rf", "gbt"]] = Field(default_factory=lambda: ["lr", "rf", "gbt"])
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = "2g"
+
+    # Promotion gate (DESIGN.md "The promotion gate")
+    gate_min_roc_auc: float = 0.80
+    gate_min_accuracy: float = 0.75
+    gate_min_improvement: float = 0.005
+    gate_primary_metric: Literal["roc_auc", "pr_auc", "accuracy", "f1"] = "roc_auc"
+    gate_guard_accuracy_tolerance: float = 0.02
+    gate_guard_recall_tolerance: float = 0.05
+    gate_guard_brier_tolerance: float = 0.01
+    parity_tolerance: float = 1e-5
+
+    # Serving
+    serving_host: str = "127.0.0.1"
+    serving_port: int = 8000
+    serving_workers: int = Field(1, ge=1, le=64)
+    serving_url: str = "http://127.0.0.1:8000"
+    reload_token: SecretStr | None = None
+    registry_poll_seconds: float = Field(30.0, ge=0)
+    max_batch_rows: int = Field(1000, ge=1)
+    max_body_bytes: int = Field(2_000_000, ge=1024)
+    prediction_log_max_rows: int = Field(100_000, ge=100)
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Settings:
+        if self.environment == "production":
+            token = self.reload_token.get_secret_value() if self.reload_token else ""
+            if token.lower() in PLACEHOLDER_SECRETS or len(token) < MIN_SECRET_LENGTH:
+                raise SettingsError(
+                    "LIFEBOAT_RELOAD_TOKEN must be set to a random value of at least "
+                    f"{MIN_SECRET_LENGTH} characters in production (placeholders are refused)"
+                )
+        return self
+
+    @property
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI: the setting, else ``MLFLOW_TRACKING_URI``, else SQLite in the state dir."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        from_env = os.environ.get("MLFLOW_TRACKING_URI")
+        if from_env:
+            return from_env
+        return f"sqlite:///{(self.state_dir / 'mlflow.db').resolve()}"
+
+    @property
+    def artifact_root(self) -> Path:
+        """Where a local (server-less) MLflow store keeps artifacts."""
+        return (self.state_dir / "mlartifacts").resolve()
+
+    @property
+    def runs_dir(self) -> Path:
+        """Where each retraining run writes its outputs (one folder per run id)."""
+        return self.state_dir / "runs"
+
+    @property
+    def prediction_log_path(self) -> Path:
+        """The SQLite file that logs every scored passenger for drift monitoring."""
+        return self.state_dir / "predictions.sqlite"
+
+    @property
+    def resolved_reports_dir(self) -> Path:
+        """Where drift reports (HTML + JSON) are written."""
+        return self.reports_dir if self.reports_dir is not None else self.state_dir / "reports"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Return the process-wide settings (cached; call ``get_settings.cache_clear()`` to re-read)."""
+    return Settings()

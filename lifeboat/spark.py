@@ -1,0 +1,35 @@
+"""Building the SparkSession for lifeboat's jobs (never at import time)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+logger = logging.getLogger(__name__)
+
+#: Conf every lifeboat session gets: Arrow for mapInPandas, few shuffle partitions for small data.
+DEFAULT_CONF: dict[str, str] = {
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.sql.shuffle.partitions": "8",
+    "spark.sql.session.timeZone": "UTC",
+}
+
+
+def build_session(app_name: str, master: str | None = None,
+                  extra_conf: Mapping[str, str] | None = None) -> SparkSession:
+    """Get or create a SparkSession; ``master`` None leaves it to spark-submit's ``--master``."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.appName(app_name)
+    if master:
+        builder = builder.master(master)
+    for key, value in {**DEFAULT_CONF, **(extra_conf or {})}.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    logger.info("Spark %s session %s on %s", session.version, app_name, session.sparkContext.master)
+    return session
