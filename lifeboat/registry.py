@@ -1,0 +1,139 @@
+"""MLflow tracking and model registry: log serving artifacts, register challengers, resolve aliases.
+
+Aliases (not the deprecated stages) carry the lifecycle of a registered model:
+
+* ``challenger`` — the newest trained version, waiting for the promotion gate;
+* ``champion`` — the version serving traffic;
+* ``previous_champion`` — the champion before the last promotion (target of a rollback).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lifeboat.artifact import INFO_FILE, SPEC_FILE, ServingModel
+from lifeboat.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from lifeboat.features import FeatureSpec
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+PREVIOUS_CHAMPION = "previous_champion"
+SERVING_MODEL_NAME = "serving_model"
+
+
+class RegistryError(RuntimeError):
+    """The MLflow registry is unreachable or does not hold what was asked for."""
+
+
+def configure_mlflow(settings: Settings) -> str:
+    """Point MLflow at the configured tracking/registry URI and make sure the experiment exists.
+
+    With a local (server-less) SQLite store the experiment's artifacts go under the state folder; with a
+    tracking server the server decides. Returns the experiment id.
+    """
+    import mlflow
+
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.get_experiment_by_name(settings.experiment_name)
+    if experiment is not None:
+        experiment_id = str(experiment.experiment_id)
+    else:
+        location = None
+        if not uri.startswith(("http://", "https://", "databricks")):
+            location = settings.artifact_root.as_uri()
+        experiment_id = str(mlflow.create_experiment(settings.experiment_name, artifact_location=location))
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+def log_serving_model(onnx_model: Any, spec: FeatureSpec, info: Mapping[str, Any]) -> str:
+    """Log an ONNX model with its feature spec and info as the run's serving artifact; return its URI.
+
+    Must be called inside an active MLflow run.
+    """
+    import mlflow.onnx
+
+    with tempfile.TemporaryDirectory(prefix="lifeboat-artifact-") as tmp:
+        spec_path = Path(tmp) / SPEC_FILE
+        spec.save(spec_path)
+        info_path = Path(tmp) / INFO_FILE
+        info_path.write_text(json.dumps(dict(info), indent=2, sort_keys=True, default=str))
+        model_info = mlflow.onnx.log_model(
+            onnx_model,
+            name=SERVING_MODEL_NAME,
+            onnx_execution_providers=["CPUExecutionProvider"],
+            extra_files=[str(spec_path), str(info_path)],
+            save_as_external_data=False,
+            pip_requirements=_serving_requirements(),
+        )
+    return str(model_info.model_uri)
+
+
+def _serving_requirements() -> list[str]:
+    """Pinned requirements of the serving artifact (given explicitly: inferring them takes seconds)."""
+    from importlib.metadata import version
+
+    return [f"onnxruntime=={version('onnxruntime')}", f"onnx=={version('onnx')}", f"numpy=={version('numpy')}"]
+
+
+def register_challenger(model_uri: str, model_name: str, tags: Mapping[str, str]) -> ModelVersion:
+    """Register ``model_uri`` as a new version of ``model_name``, tag it, and give it the ``challenger`` alias."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    version = mlflow.register_model(model_uri, model_name, tags={k: str(v) for k, v in tags.items()})
+    client = MlflowClient()
+    client.set_registered_model_alias(model_name, CHALLENGER, version.version)
+    logger.info("registered %s version %s as %s", model_name, version.version, CHALLENGER)
+    return version
+
+
+def version_by_alias(model_name: str, alias: str) -> ModelVersion | None:
+    """The version that ``alias`` points to, or None when the model or the alias does not exist."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return MlflowClient().get_model_version_by_alias(model_name, alias)
+    except MlflowException as exc:
+        code = getattr(exc, "error_code", "")
+        if code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise RegistryError(f"cannot resolve {model_name}@{alias}: {exc}") from exc
+
+
+def download_serving_model(model_name: str, version: str | int, destination: Path) -> Path:
+    """Download a registered version's serving artifact into ``destination`` and return its folder."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{model_name}/{version}", dst_path=str(destination)
+        )
+    except (MlflowException, OSError) as exc:
+        raise RegistryError(f"cannot download {model_name} version {version}: {exc}") from exc
+    return Path(local)
+
+
+def load_serving_model(model_name: str, version: str | int, workdir: Path | None = None) -> ServingModel:
+    """Download and load (with the canary check) a registered version's serving artifact."""
+    if workdir is None:
+        workdir = Path(tempfile.mkdtemp(prefix="lifeboat-model-"))
+    return ServingModel.load(download_serving_model(model_name, version, workdir))
