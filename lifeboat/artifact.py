@@ -32,8 +32,17 @@ EXTRA_DIR = "extra_files"
 
 #: A passenger every servable model must score: used as the canary when loading and reloading.
 CANARY_PASSENGER: dict[str, Any] = {
-    "PassengerId": 892, "Pclass": 3, "Name": "Kelly, Mr. James", "Sex": "male", "Age": 34.5, "SibSp": 0,
-    "Parch": 0, "Ticket": "330911", "Fare": 7.8292, "Cabin": None, "Embarked": "Q",
+    "PassengerId": 892,
+    "Pclass": 3,
+    "Name": "Kelly, Mr. James",
+    "Sex": "male",
+    "Age": 34.5,
+    "SibSp": 0,
+    "Parch": 0,
+    "Ticket": "330911",
+    "Fare": 7.8292,
+    "Cabin": None,
+    "Embarked": "Q",
 }
 
 
@@ -103,7 +112,7 @@ class ServingModel:
             return {inputs[0].name: matrix}
         index = {name: i for i, name in enumerate(self.spec.feature_names)}
         try:
-            return {inp.name: matrix[:, index[inp.name]: index[inp.name] + 1] for inp in inputs}
+            return {inp.name: matrix[:, index[inp.name] : index[inp.name] + 1] for inp in inputs}
         except KeyError as exc:
             raise ArtifactError(f"{self.source}: ONNX input {exc} is not a known feature") from exc
 

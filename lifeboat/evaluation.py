@@ -9,7 +9,14 @@ from sklearn import metrics as skm
 
 #: Metric names as logged to MLflow (prefixed ``holdout_``) and compared by the gate.
 METRIC_NAMES: tuple[str, ...] = (
-    "roc_auc", "pr_auc", "accuracy", "precision", "recall", "f1", "brier", "log_loss",
+    "roc_auc",
+    "pr_auc",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "brier",
+    "log_loss",
 )
 #: Metrics where smaller is better.
 LOWER_IS_BETTER: frozenset[str] = frozenset({"brier", "log_loss"})
@@ -19,8 +26,9 @@ class EvaluationError(ValueError):
     """The labels or probabilities cannot be scored (empty, one class only, wrong shape or range)."""
 
 
-def binary_metrics(labels: Sequence[int] | np.ndarray, probabilities: Sequence[float] | np.ndarray,
-                   threshold: float = 0.5) -> dict[str, float]:
+def binary_metrics(
+    labels: Sequence[int] | np.ndarray, probabilities: Sequence[float] | np.ndarray, threshold: float = 0.5
+) -> dict[str, float]:
     """All :data:`METRIC_NAMES` for survival probabilities against 0/1 labels."""
     y = np.asarray(labels, dtype=np.int64)
     p = np.asarray(probabilities, dtype=np.float64)

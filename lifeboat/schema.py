@@ -54,8 +54,13 @@ COLUMNS: tuple[ColumnSpec, ...] = (
     ColumnSpec("Ticket", "str", False, "Ticket number", max_length=64),
     ColumnSpec("Fare", "float", False, "Passenger fare in pounds", minimum=0, maximum=1000),
     ColumnSpec("Cabin", "str", False, "Cabin number(s)", max_length=64),
-    ColumnSpec("Embarked", "str", False, "Port: C = Cherbourg, Q = Queenstown, S = Southampton",
-               allowed=("C", "Q", "S")),
+    ColumnSpec(
+        "Embarked",
+        "str",
+        False,
+        "Port: C = Cherbourg, Q = Queenstown, S = Southampton",
+        allowed=("C", "Q", "S"),
+    ),
 )
 LABEL = ColumnSpec(LABEL_COLUMN, "int", True, "1 = survived, 0 = died", allowed=(0, 1))
 
@@ -120,7 +125,9 @@ class ValidationSummary:
         }
 
 
-def _check_column(spec: ColumnSpec, values: pd.Series, first_row: int) -> tuple[pd.Series, list[Problem], int]:
+def _check_column(
+    spec: ColumnSpec, values: pd.Series, first_row: int
+) -> tuple[pd.Series, list[Problem], int]:
     """Check one column of strings; return it parsed, its problems (capped) and their count."""
     problems: list[Problem] = []
     count = 0
@@ -143,10 +150,13 @@ def _check_column(spec: ColumnSpec, values: pd.Series, first_row: int) -> tuple[
         parsed = stripped.where(~empty, None)
         if spec.allowed is not None:
             bad = ~empty & ~stripped.isin([str(a) for a in spec.allowed])
-            report(bad, lambda raw: f"unknown value {raw!r}; allowed: {', '.join(map(str, spec.allowed or ()))}")
+            report(
+                bad, lambda raw: f"unknown value {raw!r}; allowed: {', '.join(map(str, spec.allowed or ()))}"
+            )
         if spec.max_length is not None:
-            report(~empty & (stripped.str.len() > spec.max_length),
-                   f"longer than {spec.max_length} characters")
+            report(
+                ~empty & (stripped.str.len() > spec.max_length), f"longer than {spec.max_length} characters"
+            )
         return parsed, problems, count
 
     numbers = pd.to_numeric(stripped.where(~empty), errors="coerce")
@@ -161,11 +171,17 @@ def _check_column(spec: ColumnSpec, values: pd.Series, first_row: int) -> tuple[
         report(fractional, lambda raw: f"expected a whole number, got {raw!r}")
     if spec.allowed is not None:
         bad = ok & ~numbers.isin([float(a) for a in spec.allowed])
-        report(bad, lambda raw: f"impossible value {raw!r}; allowed: {', '.join(map(str, spec.allowed or ()))}")
+        report(
+            bad, lambda raw: f"impossible value {raw!r}; allowed: {', '.join(map(str, spec.allowed or ()))}"
+        )
     if spec.minimum is not None:
-        report(ok & (numbers < spec.minimum), lambda raw: f"value {raw!r} is below the minimum {spec.minimum:g}")
+        report(
+            ok & (numbers < spec.minimum), lambda raw: f"value {raw!r} is below the minimum {spec.minimum:g}"
+        )
     if spec.maximum is not None:
-        report(ok & (numbers > spec.maximum), lambda raw: f"value {raw!r} is above the maximum {spec.maximum:g}")
+        report(
+            ok & (numbers > spec.maximum), lambda raw: f"value {raw!r} is above the maximum {spec.maximum:g}"
+        )
     return numbers.where(ok), problems, count
 
 
@@ -174,7 +190,9 @@ def iter_csv_chunks(path: Path, chunk_rows: int = 200_000) -> Iterator[pd.DataFr
     yield from pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""], chunksize=chunk_rows)
 
 
-def validate_csv(path: Path | str, require_label: bool = True, chunk_rows: int = 200_000) -> ValidationSummary:
+def validate_csv(
+    path: Path | str, require_label: bool = True, chunk_rows: int = 200_000
+) -> ValidationSummary:
     """Validate a passenger CSV against :data:`COLUMNS`; raise :class:`DataValidationError` on any problem.
 
     Checks: the file exists and has data rows; every required column is present; each cell has the right
@@ -229,11 +247,14 @@ def validate_csv(path: Path | str, require_label: bool = True, chunk_rows: int =
                         if labels_by_id[key] != int(label):
                             total += 1
                             if len(problems) < MAX_REPORTED_PROBLEMS:
-                                problems.append(Problem(
-                                    first + i, ID_COLUMN,
-                                    f"PassengerId {key} appears again with label {int(label)}, but row "
-                                    f"{first_row_by_id[key]} gives label {labels_by_id[key]}",
-                                ))
+                                problems.append(
+                                    Problem(
+                                        first + i,
+                                        ID_COLUMN,
+                                        f"PassengerId {key} appears again with label {int(label)}, but row "
+                                        f"{first_row_by_id[key]} gives label {labels_by_id[key]}",
+                                    )
+                                )
                     else:
                         labels_by_id[key] = int(label)
                         first_row_by_id[key] = first + i
@@ -249,7 +270,11 @@ def validate_csv(path: Path | str, require_label: bool = True, chunk_rows: int =
     if problems:
         raise DataValidationError(path, problems, total)
     summary = ValidationSummary(
-        path=str(path), rows=rows, labelled=require_label, missing=missing, duplicate_rows=duplicate_rows,
+        path=str(path),
+        rows=rows,
+        labelled=require_label,
+        missing=missing,
+        duplicate_rows=duplicate_rows,
         positive_rate=(positives / rows) if require_label else None,
     )
     logger.info("validated %s: %d rows, %d duplicate ids", path, rows, duplicate_rows)

@@ -16,7 +16,9 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Values that look like a secret but are known to every reader of the docs: production refuses them.
-PLACEHOLDER_SECRETS = frozenset({"", "changeme", "change-me", "secret", "token", "admin", "dev-token", "password"})
+PLACEHOLDER_SECRETS = frozenset(
+    {"", "changeme", "change-me", "secret", "token", "admin", "dev-token", "password"}
+)
 MIN_SECRET_LENGTH = 16
 
 
@@ -47,7 +49,7 @@ class Settings(BaseSettings):
     seed: int = 42
     holdout_percent: int = Field(20, ge=5, le=50)
     cv_folds: int = Field(5, ge=2, le=10)
-    model_families: list[Literal["lr", "rf", "gbt"]] = Field(default_factory=lambda: ["lr", "rf", "gbt"])
+    model_families: list[Literal["lr", "rf", "gbt"]] = Field(default=["lr", "rf", "gbt"])
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
 
@@ -72,6 +74,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, ge=1024)
     prediction_log_max_rows: int = Field(100_000, ge=100)
 
+    # Drift monitoring (lifeboat/drift.py explains the defaults: they were calibrated on 300-row batches)
+    drift_min_rows: int = Field(300, ge=1)
+    drift_share_threshold: float = Field(0.1, gt=0, le=1)
+    drift_num_method: str = "wasserstein"
+    drift_cat_method: str = "jensenshannon"
+    drift_num_threshold: float = Field(0.2, gt=0)
+    drift_cat_threshold: float = Field(0.075, gt=0)
+    drift_sample_rows: int = Field(50_000, ge=0)
+    drift_window_rows: int = Field(5_000, ge=1)
+    drift_window_hours: float = Field(168.0, gt=0)
+    drift_policy: Literal["retrain_on_drift", "report_only", "always"] = "retrain_on_drift"
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production":
@@ -85,7 +99,7 @@ class Settings(BaseSettings):
 
     @property
     def tracking_uri(self) -> str:
-        """The MLflow tracking URI: the setting, else ``MLFLOW_TRACKING_URI``, else SQLite in the state dir."""
+        """The MLflow tracking URI: the setting, else ``MLFLOW_TRACKING_URI``, else SQLite in state_dir."""
         if self.mlflow_tracking_uri:
             return self.mlflow_tracking_uri
         from_env = os.environ.get("MLFLOW_TRACKING_URI")

@@ -8,6 +8,7 @@ LIFEBOAT_TEST_CHROMIUM (path of the Chromium binary).
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +77,8 @@ def spark() -> Iterator[object]:
     """One local SparkSession for every Spark test (2 threads, no UI)."""
     from lifeboat.spark import build_session
 
+    # Python workers (mapInPandas, UDFs) must run this interpreter, not whatever python3 is first on PATH.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     session = build_session("lifeboat-tests", master="local[2]", extra_conf={"spark.ui.enabled": "false"})
     yield session
     session.stop()

@@ -1,0 +1,103 @@
+# lifeboat — developer and CI entry points. `make help` lists the targets.
+#
+# Everything runs from the project's virtualenv (.venv): Spark (spark-submit), Airflow (airflow) and DVC
+# call executables by name, so every recipe has .venv/bin first on PATH.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(abspath $(VENV))/bin
+export PATH := $(BIN):$(PATH)
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# The interpreter that creates .venv: the first of these that is Python 3.11 or newer (override: PYTHON=...).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
+	"$$p" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1 && { echo "$$p"; break; }; \
+	done)
+# Spark 4 needs Java 17 or newer; JAVA_HOME wins over PATH, as it does for spark-submit.
+JAVA ?= $(if $(JAVA_HOME),$(JAVA_HOME)/bin/java,java)
+
+STAMP := $(VENV)/.lifeboat-installed
+LIFEBOAT := $(BIN)/lifeboat
+CODE := lifeboat serving dags jobs plugins tests
+PYTEST_ARGS ?=
+
+.PHONY: help venv check-java lint format test test-unit pull preprocess train serve smoke clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+venv: $(STAMP) ## create or update .venv (when missing, or when requirements/constraints/pyproject change)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then echo "error: Python 3.11 or newer is required; none found (set PYTHON=/path/to/python3.11)" >&2; exit 1; fi
+	@"$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "error: $(PYTHON) is older than Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
+	@if [ -x "$(BIN)/python" ] && ! "$(BIN)/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+		echo "error: $(VENV) uses a Python older than 3.11; remove it and run make again" >&2; exit 1; fi
+	[ -x "$(BIN)/python" ] || "$(PYTHON)" -m venv "$(VENV)"
+	"$(BIN)/pip" install --upgrade pip
+	"$(BIN)/pip" install -r requirements.txt -c constraints.txt
+	"$(BIN)/pip" install -e . --no-deps
+	touch "$@"
+
+check-java: ## fail clearly unless Java 17+ is available (Spark 4)
+	@if ! command -v "$(JAVA)" >/dev/null 2>&1; then \
+		echo "error: Java 17 or newer is required by Spark 4, but '$(JAVA)' was not found." >&2; \
+		echo "       Install OpenJDK 17 or 21 (e.g. apt-get install openjdk-17-jre-headless) or set JAVA_HOME." >&2; \
+		exit 1; fi
+	@version=$$("$(JAVA)" -version 2>&1 | awk -F'"' '/version/ {print $$2; exit}'); \
+	major=$${version%%.*}; \
+	if [ "$$major" = "1" ]; then major=$$(echo "$$version" | cut -d. -f2); fi; \
+	if ! [ "$$major" -ge 17 ] 2>/dev/null; then \
+		echo "error: Java 17 or newer is required by Spark 4; '$(JAVA)' is version '$${version:-unknown}'." >&2; \
+		echo "       Install OpenJDK 17 or 21 or point JAVA_HOME at one." >&2; \
+		exit 1; fi
+
+lint: venv ## ruff check, ruff format --check, mypy
+	"$(BIN)/ruff" check $(wildcard $(CODE))
+	"$(BIN)/ruff" format --check $(wildcard $(CODE))
+	"$(BIN)/mypy"
+
+format: venv ## fix what ruff can fix and format the code
+	"$(BIN)/ruff" check --fix $(wildcard $(CODE))
+	"$(BIN)/ruff" format $(wildcard $(CODE))
+
+# pytest's exit code 5 means "no tests collected": that is a failure, not a pass.
+define run_pytest
+	status=0; "$(BIN)/python" -m pytest $(1) $(PYTEST_ARGS) || status=$$?; \
+	if [ "$$status" -eq 5 ]; then echo "error: pytest collected no tests (exit code 5)" >&2; fi; \
+	exit "$$status"
+endef
+
+test: venv check-java pull lint ## lint, then every test (set PYTEST_ARGS to pass options to pytest)
+	@$(call run_pytest,)
+
+test-unit: venv pull ## only the unit tests (-m unit)
+	@$(call run_pytest,-m unit)
+
+pull: venv ## fetch the DVC-tracked data from the DVC remote (the bundled one by default)
+	"$(LIFEBOAT)" pull
+
+preprocess: venv check-java pull ## Spark preprocessing of the training data (local[*] by default)
+	"$(LIFEBOAT)" preprocess
+
+train: venv check-java pull ## one retraining run: preprocess, train, gate, promote (local Spark + MLflow store)
+	"$(LIFEBOAT)" train
+
+serve: venv ## run the FastAPI prediction server
+	"$(LIFEBOAT)" serve
+
+smoke: venv ## call a running prediction server with the smoke client
+	"$(LIFEBOAT)" smoke
+
+clean: ## remove lifeboat's local state (.lifeboat: MLflow store, runs, reports) after confirmation
+	@if [ ! -e .lifeboat ]; then echo "nothing to clean: .lifeboat does not exist"; exit 0; fi; \
+	if [ "$(YES)" != "1" ]; then \
+		if [ ! -t 0 ]; then echo "error: refusing to delete .lifeboat without confirmation (run: make clean YES=1)" >&2; exit 1; fi; \
+		read -r -p "Delete .lifeboat (local MLflow models, runs, reports)? [y/N] " answer; \
+		case "$$answer" in [yY]|[yY][eE][sS]) ;; *) echo "kept .lifeboat"; exit 0;; esac; \
+	fi; \
+	rm -rf .lifeboat; echo "removed .lifeboat"

@@ -1,0 +1,313 @@
+"""The ``lifeboat`` command: one subcommand per job, each a small function registered with :func:`command`.
+
+Adding a subcommand is two lines plus its body::
+
+    @command("drift", "write a drift report", arg("--batch", type=Path, help="the batch to compare"))
+    def _drift(args: argparse.Namespace) -> int: ...
+
+Exit codes: 0 success, 2 bad data (or a usage error), 1 any other failure. Errors are one readable
+message on stderr; ``--traceback`` shows the full Python traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lifeboat import data
+from lifeboat.schema import DataValidationError, validate_csv
+from lifeboat.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_BAD_DATA = 2
+
+#: Exceptions that mean "the data is wrong" (exit code 2); everything else exits with 1.
+BAD_DATA_ERRORS: tuple[type[BaseException], ...] = (DataValidationError,)
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Argument:
+    """The positional and keyword arguments of one ``ArgumentParser.add_argument`` call."""
+
+    flags: tuple[str, ...]
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A registered subcommand: its name, one-line help, arguments and handler."""
+
+    name: str
+    help: str
+    arguments: tuple[Argument, ...]
+    handler: Handler
+
+
+#: Every subcommand, in registration order (the order ``lifeboat --help`` lists them).
+COMMANDS: dict[str, Command] = {}
+
+
+def arg(*flags: str, **options: Any) -> Argument:
+    """Describe one argument of a subcommand, exactly as ``ArgumentParser.add_argument`` takes it."""
+    return Argument(flags, options)
+
+
+def command(name: str, summary: str, *arguments: Argument) -> Callable[[Handler], Handler]:
+    """Register the decorated function as the subcommand ``name``; it returns the process exit code.
+
+    Import heavy modules (Spark, MLflow, Airflow) inside the handler, so ``lifeboat --help`` stays fast.
+    """
+
+    def register(handler: Handler) -> Handler:
+        if name in COMMANDS:
+            raise ValueError(f"lifeboat subcommand {name!r} is registered twice")
+        COMMANDS[name] = Command(name, summary, arguments, handler)
+        return handler
+
+    return register
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="lifeboat",
+        description="Retraining platform for Titanic survival: data, training, registry and serving.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in COMMANDS.values():
+        sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        for argument in cmd.arguments:
+            sub.add_argument(*argument.flags, **argument.options)
+        sub.set_defaults(handler=cmd.handler)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _error(name: str, exc: BaseException) -> None:
+    print(f"lifeboat {name}: error: {exc}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``lifeboat`` command line; return the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help (0) and on usage errors (2)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_DATA
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_BAD_DATA
+    _configure_logging(args.verbose)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except BAD_DATA_ERRORS as exc:
+        if args.traceback:
+            raise
+        _error(args.command, exc)
+        return EXIT_BAD_DATA
+    except KeyboardInterrupt:
+        print(f"lifeboat {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.traceback:
+            raise
+        logger.debug("lifeboat %s failed", args.command, exc_info=True)
+        _error(args.command, exc)
+        return EXIT_FAILURE
+
+
+# --- data commands ---------------------------------------------------------------------------------
+
+
+@command(
+    "pull",
+    "fetch the DVC-tracked data (raw CSVs and incoming batches) from the DVC remote",
+    arg("targets", nargs="*", type=Path, metavar="TARGET", help="files or .dvc pointers (default: all)"),
+)
+def _pull(args: argparse.Namespace) -> int:
+    data.pull(args.targets or None)
+    if args.targets:
+        print(f"pulled {', '.join(map(str, args.targets))}")
+        return EXIT_OK
+    fingerprint = data.fingerprint(data.training_files())
+    for f in fingerprint.files:
+        print(f"{f.path}: {f.rows} rows, md5 {f.md5}")
+    print(f"training data: {len(fingerprint.files)} file(s), {fingerprint.total_rows} rows")
+    return EXIT_OK
+
+
+@command(
+    "validate",
+    "check CSV files against the passenger schema (default: the training files)",
+    arg("paths", nargs="*", type=Path, metavar="PATH", help="CSV files to check"),
+    arg(
+        "--unlabelled",
+        action="store_true",
+        help="the files have no Survived column (default PATH: the unlabelled data set)",
+    ),
+)
+def _validate(args: argparse.Namespace) -> int:
+    paths: list[Path] = args.paths
+    if not paths:
+        paths = [get_settings().unlabelled_data] if args.unlabelled else data.training_files()
+    failures = 0
+    for path in paths:
+        try:
+            summary = validate_csv(path, require_label=not args.unlabelled)
+        except DataValidationError as exc:
+            failures += 1
+            _error("validate", exc)
+            continue
+        rate = f", {summary.positive_rate:.1%} survived" if summary.positive_rate is not None else ""
+        print(f"ok {path}: {summary.rows} rows{rate}")
+    return EXIT_BAD_DATA if failures else EXIT_OK
+
+
+@command(
+    "add-batch",
+    "validate a labelled CSV, copy it into the incoming folder and version it with DVC (add + push)",
+    arg("path", type=Path, metavar="PATH", help="the labelled CSV file"),
+    arg("--name", help="file name in the incoming folder (default: batch-<UTC timestamp>.csv)"),
+)
+def _add_batch(args: argparse.Namespace) -> int:
+    target = data.add_batch(args.path, name=args.name)
+    print(f"added {target} (pointer {data.pointer_path(target)}); commit the pointer and data/remote/")
+    return EXIT_OK
+
+
+@command("fingerprint", "print the training data's md5s and row counts as JSON")
+def _fingerprint(args: argparse.Namespace) -> int:
+    print(json.dumps(data.fingerprint(data.training_files()).as_dict(), indent=2))
+    return EXIT_OK
+
+
+# --- training and registry commands --------------------------------------------------------------
+
+
+def _latest_run_id() -> str:
+    """The newest run folder under the state dir (runs are named so that they sort by time)."""
+    runs = get_settings().runs_dir
+    candidates = sorted(p.name for p in runs.glob("*") if (p / "preprocess" / "summary.json").is_file())
+    if not candidates:
+        raise FileNotFoundError(f"no preprocessed run under {runs}: run `lifeboat preprocess` first")
+    return candidates[-1]
+
+
+def _print_gate(result: dict[str, Any]) -> None:
+    verdict = (
+        "PROMOTED"
+        if result["promoted"]
+        else "passed (dry run, not promoted)"
+        if result["passed"]
+        else "REJECTED"
+    )
+    print(f"gate: {result['model_name']} version {result['version']} {verdict}")
+    for reason in result["reasons"]:
+        print(f"  - {reason}")
+
+
+@command(
+    "preprocess",
+    "validate the training data and build the feature table + holdout with Spark (jobs/preprocess.py)",
+    arg("--run-id", help="run folder name under <state>/runs (default: a new manual__<time> id)"),
+)
+def _preprocess(args: argparse.Namespace) -> int:
+    from lifeboat import pipeline
+
+    settings = get_settings()
+    run_id = args.run_id or pipeline.new_run_id()
+    output = pipeline.preprocess(settings, run_id)
+    summary = json.loads((output / "summary.json").read_text())
+    print(f"run {run_id}: preprocessed into {output}")
+    print(json.dumps({k: summary[k] for k in sorted(summary) if k not in ("feature_names",)}, indent=2))
+    return EXIT_OK
+
+
+@command(
+    "train",
+    "preprocess (unless --run-id names a preprocessed run), train, gate and promote: one retraining run",
+    arg("--run-id", help="reuse this run's preprocess output (default: preprocess into a new run)"),
+    arg("--families", help="comma-separated model families to try: lr,rf,gbt (default: settings)"),
+    arg("--dry-run", action="store_true", help="train, register and gate, but never move the champion"),
+)
+def _train(args: argparse.Namespace) -> int:
+    from lifeboat import pipeline
+
+    settings = get_settings()
+    run_id = args.run_id or pipeline.new_run_id()
+    if not (pipeline.run_dir(settings, run_id) / "preprocess" / "summary.json").is_file():
+        pipeline.preprocess(settings, run_id)
+    families = args.families.split(",") if args.families else None
+    summary = pipeline.train(settings, run_id, families)
+    holdout = summary.get("holdout_metrics", {})
+    family, name, version = summary.get("family"), summary["model_name"], summary["version"]
+    print(f"run {run_id}: trained {family} -> {name} version {version}")
+    print("  " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(holdout.items())))
+    _print_gate(pipeline.gate_and_promote(settings, run_id, dry_run=args.dry_run))
+    print(f"MLflow: {settings.tracking_uri}")
+    return EXIT_OK
+
+
+@command(
+    "promote",
+    "run the promotion gate on a trained run's challenger (champion and challenger on the same holdout)",
+    arg("--run-id", help="the run (default: the newest run)"),
+    arg("--dry-run", action="store_true", help="record the decision but never move the champion"),
+)
+def _promote(args: argparse.Namespace) -> int:
+    from lifeboat import pipeline
+
+    result = pipeline.gate_and_promote(get_settings(), args.run_id or _latest_run_id(), dry_run=args.dry_run)
+    _print_gate(result)
+    return EXIT_OK
+
+
+@command(
+    "rollback",
+    "move the champion back to the previous champion (records who and why on both versions)",
+    arg("--reason", required=True, help="why (recorded as a tag)"),
+    arg("--actor", default=None, help="who (default: $USER)"),
+)
+def _rollback(args: argparse.Namespace) -> int:
+    import getpass
+
+    from lifeboat import registry
+
+    settings = get_settings()
+    registry.configure_mlflow(settings)
+    actor = args.actor or getpass.getuser()
+    demoted, restored = registry.rollback(settings.model_name, args.reason, actor)
+    print(f"rollback: champion {demoted} -> {restored} ({settings.model_name}), by {actor}: {args.reason}")
+    return EXIT_OK
+
+
+@command("models", "show the champion, previous champion, challenger and recent versions as JSON")
+def _models(args: argparse.Namespace) -> int:
+    from lifeboat import registry
+
+    settings = get_settings()
+    registry.configure_mlflow(settings)
+    print(json.dumps(registry.model_summary(settings.model_name), indent=2, default=str))
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

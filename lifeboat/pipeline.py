@@ -1,0 +1,174 @@
+"""One retraining run without Airflow: preprocess -> train -> gate -> promote, each step a function.
+
+The Airflow DAG runs the same Spark applications with the same arguments (:func:`preprocess_args`,
+:func:`train_args`) through SparkSubmitOperator; the CLI (`lifeboat preprocess/train/promote`) and
+`make train` call :func:`spark_submit` instead. Each run writes under ``<state_dir>/runs/<run_id>/``::
+
+    preprocess/   features + holdout_raw + train_raw parquet, feature_spec.json, summary.json
+    train/        train_summary.json (run id, registered version, metrics, parity)
+    gate.json     the promotion decision and every number behind it
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lifeboat.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+class PipelineError(RuntimeError):
+    """A step of the retraining run failed; the message says which step and why."""
+
+
+def jobs_dir() -> Path:
+    """The folder holding the spark-submit applications (``jobs/`` beside the installed package)."""
+    import lifeboat
+
+    return Path(lifeboat.__file__).resolve().parents[1] / "jobs"
+
+
+def new_run_id(prefix: str = "manual") -> str:
+    """A sortable, unique id for a run started outside Airflow."""
+    return f"{prefix}__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def run_dir(settings: Settings, run_id: str) -> Path:
+    """The folder of one run's outputs."""
+    return settings.runs_dir / run_id
+
+
+def preprocess_args(settings: Settings, output: Path) -> list[str]:
+    """Arguments of jobs/preprocess.py for a run writing to ``output``."""
+    return [
+        "--raw",
+        str(Path(settings.raw_data).resolve()),
+        "--incoming",
+        str(Path(settings.incoming_dir).resolve()),
+        "--output",
+        str(output.resolve()),
+        "--holdout-percent",
+        str(settings.holdout_percent),
+        "--salt",
+        str(settings.seed),
+    ]
+
+
+def train_args(
+    settings: Settings, preprocess_output: Path, output: Path, families: list[str] | None = None
+) -> list[str]:
+    """Arguments of jobs/train.py reading ``preprocess_output`` and writing its summary to ``output``."""
+    return [
+        "--input",
+        str(preprocess_output.resolve()),
+        "--output",
+        str(output.resolve()),
+        "--families",
+        ",".join(families or settings.model_families),
+        "--cv-folds",
+        str(settings.cv_folds),
+        "--seed",
+        str(settings.seed),
+        "--model-name",
+        settings.model_name,
+        "--experiment",
+        settings.experiment_name,
+        "--parity-tolerance",
+        repr(settings.parity_tolerance),
+    ]
+
+
+def spark_submit_executable() -> str:
+    """``spark-submit`` from this environment (the pyspark wheel ships it next to the Python executable)."""
+    beside = Path(sys.executable).parent / "spark-submit"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("spark-submit")
+    if not found:
+        raise PipelineError("spark-submit not found: install pyspark into this environment")
+    return found
+
+
+def spark_submit(application: str, args: list[str], settings: Settings) -> None:
+    """Run a lifeboat Spark application with spark-submit on ``settings.spark_master``; raise on failure."""
+    command = [
+        spark_submit_executable(),
+        "--master",
+        settings.spark_master,
+        "--driver-memory",
+        settings.spark_driver_memory,
+        "--conf",
+        "spark.ui.showConsoleProgress=false",
+        str(jobs_dir() / application),
+        *args,
+    ]
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
+    logger.info("spark-submit %s", " ".join(command[1:]))
+    completed = subprocess.run(command, env=env, check=False)
+    if completed.returncode != 0:
+        raise PipelineError(
+            f"{application} failed with exit code {completed.returncode} (see its output above)"
+        )
+
+
+def preprocess(settings: Settings, run_id: str) -> Path:
+    """Run jobs/preprocess.py for ``run_id``; return its output folder."""
+    output = run_dir(settings, run_id) / "preprocess"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    spark_submit("preprocess.py", preprocess_args(settings, output), settings)
+    return output
+
+
+def train(settings: Settings, run_id: str, families: list[str] | None = None) -> dict[str, Any]:
+    """Run jobs/train.py on the run's preprocess output; return the training summary."""
+    base = run_dir(settings, run_id)
+    output = base / "train"
+    spark_submit("train.py", train_args(settings, base / "preprocess", output, families), settings)
+    summary: dict[str, Any] = json.loads((output / "train_summary.json").read_text())
+    return summary
+
+
+def gate_and_promote(settings: Settings, run_id: str, dry_run: bool = False) -> dict[str, Any]:
+    """Score the run's challenger and the champion on the run's holdout, promote if the gate passes.
+
+    With ``dry_run`` the decision is computed and recorded but the aliases are never moved.
+    Writes ``gate.json`` in the run folder and returns its content.
+    """
+    import pandas as pd
+
+    from lifeboat import registry
+
+    registry.configure_mlflow(settings)
+    base = run_dir(settings, run_id)
+    summary = json.loads((base / "train" / "train_summary.json").read_text())
+    version = str(summary["version"])
+    holdout = pd.read_parquet(base / "preprocess" / "holdout_raw")
+    decision = registry.evaluate_gate(settings.model_name, version, holdout, settings)
+    promoted = False
+    if decision.passed and not dry_run:
+        registry.promote(settings.model_name, version, decision)
+        promoted = True
+    result = {
+        "run_id": run_id,
+        "model_name": settings.model_name,
+        "version": version,
+        "passed": decision.passed,
+        "promoted": promoted,
+        "dry_run": dry_run,
+        "reasons": list(decision.reasons),
+        "tags": decision.to_tags(),
+    }
+    (base / "gate.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    return result

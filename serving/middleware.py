@@ -1,0 +1,144 @@
+"""Pure ASGI middleware: request body size limit and request metrics.
+
+Pure ASGI (not ``BaseHTTPMiddleware``) so that streaming bodies can be counted as they arrive and nothing
+buffers a whole request before the limit is checked.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from serving.metrics import ServingMetrics
+
+logger = logging.getLogger(__name__)
+
+
+class RequestBodyTooLarge(Exception):  # noqa: N818 (reads as the condition)
+    """Raised inside the app when the streamed body passes the limit (the middleware answers 413)."""
+
+
+def _json_response(status: int, detail: str) -> tuple[Message, Message]:
+    body = json.dumps({"detail": detail}).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": status,
+        "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ],
+    }
+    return start, {"type": "http.response.body", "body": body}
+
+
+class BodySizeLimit:
+    """Answer 413 when a request body is larger than ``max_bytes``.
+
+    Checks ``Content-Length`` before the app runs, and counts the bytes of the streamed body (chunked
+    requests, or a client that sends more than it declared); once over the limit, whatever the app would
+    have answered is replaced by the 413.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    def _too_large(self) -> str:
+        return f"request body too large: the limit is {self.max_bytes} bytes"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    await self._answer(send, 400, "invalid Content-Length header")
+                    return
+                if declared > self.max_bytes:
+                    await self._answer(send, 413, self._too_large())
+                    return
+        received = 0
+        exceeded = False
+        response_started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    exceeded = True
+                    raise RequestBodyTooLarge(self._too_large())
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal response_started
+            if exceeded:
+                if message["type"] == "http.response.start" and not response_started:
+                    response_started = True
+                    await self._answer(send, 413, self._too_large())
+                return  # drop the app's own answer to an oversized request
+            if message["type"] == "http.response.start":
+                response_started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except RequestBodyTooLarge:
+            if not response_started:
+                await self._answer(send, 413, self._too_large())
+
+    @staticmethod
+    async def _answer(send: Send, status: int, detail: str) -> None:
+        start, body = _json_response(status, detail)
+        await send(start)
+        await send(body)
+
+
+class RequestMetrics:
+    """Count requests and time them by endpoint (the route's path template), method and status.
+
+    Paths that match no route are counted as ``unmatched`` (so scanners cannot create unbounded label sets).
+    """
+
+    def __init__(
+        self, app: ASGIApp, metrics: ServingMetrics, known_paths: frozenset[str] = frozenset()
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.known_paths = known_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def recording_send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:
+            route: Any = scope.get("route")
+            endpoint = getattr(route, "path", None)
+            if endpoint is None:  # answered before routing (e.g. 413): label known paths, lump the rest
+                path = scope.get("path", "")
+                endpoint = path if path in self.known_paths else "unmatched"
+            labels = {"endpoint": endpoint, "method": scope.get("method", ""), "status": str(status)}
+            self.metrics.requests.labels(**labels).inc()
+            self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)

@@ -1,0 +1,236 @@
+"""Request and response models of the prediction API.
+
+The passenger input model is generated from :data:`lifeboat.schema.COLUMNS` (the one definition of the raw
+columns, their ranges and vocabularies), so the API can never accept what training would refuse.
+
+Strictness (a deliberate choice, documented in the OpenAPI description):
+
+* integers must be JSON integers (``3``; not ``"3"``, ``3.0`` or ``true``), numbers must be JSON numbers
+  (an integer is fine for a float field), text must be JSON strings;
+* NaN and Infinity (which Python's JSON parser accepts) are refused;
+* unknown fields are refused, vocabularies are case-sensitive (``"male"``, not ``"Male"``);
+* ``PassengerId``, ``Name``, ``Ticket``, ``Cabin``, ``Age``, ``Fare`` and ``Embarked`` may be omitted or null;
+  ``Pclass``, ``Sex``, ``SibSp`` and ``Parch`` are required.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, create_model
+
+from lifeboat.schema import COLUMNS, ID_COLUMN, ColumnSpec
+
+#: An example passenger for the OpenAPI docs (Kaggle test.csv row 1 changed into a first-class woman).
+EXAMPLE_PASSENGER: dict[str, Any] = {
+    "PassengerId": 893,
+    "Pclass": 1,
+    "Name": "Wilkes, Mrs. James (Ellen Needs)",
+    "Sex": "female",
+    "Age": 47.0,
+    "SibSp": 1,
+    "Parch": 0,
+    "Ticket": "363272",
+    "Fare": 71.28,
+    "Cabin": "C85",
+    "Embarked": "C",
+}
+EXAMPLE_MINIMAL: dict[str, Any] = {"Pclass": 3, "Sex": "male", "SibSp": 0, "Parch": 0}
+
+
+def api_optional(spec: ColumnSpec) -> bool:
+    """Whether a request may omit the column: optional columns, and the id (it identifies, never predicts)."""
+    return not spec.required or spec.name == ID_COLUMN
+
+
+def _one_of(allowed: tuple[Any, ...]) -> Any:
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(map(str, allowed))}")
+        return value
+
+    return check
+
+
+def _column_type(spec: ColumnSpec) -> Any:
+    """The validated type of one column, with the constraints of its spec."""
+    constraints: dict[str, Any] = {}
+    if spec.minimum is not None:
+        constraints["ge"] = spec.minimum
+    if spec.maximum is not None:
+        constraints["le"] = spec.maximum
+    if spec.kind == "str":
+        if spec.allowed is not None:
+            return Literal[tuple(spec.allowed)]
+        return Annotated[str, Strict(), Field(max_length=spec.max_length)]
+    if spec.kind == "int":
+        if spec.allowed is not None:
+            # Literal[1, 2, 3] would accept True and 1.0; a strict int plus a membership check does not.
+            return Annotated[
+                int,
+                Strict(),
+                AfterValidator(_one_of(spec.allowed)),
+                Field(json_schema_extra={"enum": list(spec.allowed)}),
+            ]
+        return Annotated[int, Strict(), Field(**constraints)]
+    return Annotated[float, Strict(), Field(allow_inf_nan=False, **constraints)]
+
+
+def _passenger_model() -> type[BaseModel]:
+    fields: dict[str, Any] = {}
+    for spec in COLUMNS:
+        typ = _column_type(spec)
+        example = EXAMPLE_PASSENGER.get(spec.name)
+        if api_optional(spec):
+            fields[spec.name] = (
+                typ | None,
+                Field(None, title=spec.name, description=spec.description, examples=[example]),
+            )
+        else:
+            fields[spec.name] = (
+                typ,
+                Field(..., title=spec.name, description=spec.description, examples=[example]),
+            )
+    return create_model(
+        "PassengerIn",
+        __config__=ConfigDict(
+            extra="forbid",
+            strict=True,
+            json_schema_extra={"examples": [EXAMPLE_PASSENGER, EXAMPLE_MINIMAL]},
+        ),
+        __doc__="One raw passenger, in the columns of Kaggle's test.csv.",
+        **fields,
+    )
+
+
+if TYPE_CHECKING:
+
+    class PassengerIn(BaseModel):
+        """Static stand-in for type checkers; the real fields are generated from ``COLUMNS``."""
+
+else:
+    PassengerIn = _passenger_model()
+
+
+class BatchRequest(BaseModel):
+    """A JSON batch: ``{"passengers": [...]}`` (CSV uploads are the other accepted form)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        json_schema_extra={"examples": [{"passengers": [EXAMPLE_PASSENGER, EXAMPLE_MINIMAL]}]},
+    )
+
+    passengers: list[PassengerIn] = Field(..., min_length=1, description="Passengers to score, in order.")
+
+
+class PredictionOut(BaseModel):
+    """The seed's response contract, plus the version of the model that answered."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "survived": 1,
+                    "probability_survive": 0.834,
+                    "drift_alerts": "No drift detected",
+                    "model_version": "3",
+                }
+            ]
+        },
+    )
+
+    survived: Literal[0, 1] = Field(..., description="1 when probability_survive >= 0.5")
+    probability_survive: float = Field(..., ge=0, le=1, description="Probability of survival, 3 decimals")
+    drift_alerts: str = Field(
+        ...,
+        description="What in the passenger lies outside the training data, or exactly 'No drift detected'",
+    )
+    model_version: str = Field(..., description="Registered model version that scored the passenger")
+
+
+class BatchOut(BaseModel):
+    """Per-passenger results, in request order, all scored by one model version."""
+
+    model_version: str
+    count: int
+    predictions: list[PredictionOut]
+
+
+class RowError(BaseModel):
+    """One invalid field of one batch row (``row`` counts from 0; for a CSV, data rows from 0)."""
+
+    row: int | None = Field(..., description="Index of the passenger in the batch; null for the CSV header")
+    field: str | None = Field(..., description="Column at fault")
+    msg: str
+    type: str
+    loc: list[str | int]
+
+
+class BatchValidationError(BaseModel):
+    """A batch was refused: nothing was scored."""
+
+    detail: str
+    invalid_rows: list[int]
+    error_count: int
+    errors: list[RowError]
+
+
+class Message(BaseModel):
+    """An error or status message."""
+
+    detail: str
+
+
+class HealthOut(BaseModel):
+    """Liveness: the process answers."""
+
+    status: Literal["alive"] = "alive"
+    worker: str
+
+
+class ReadyOut(BaseModel):
+    """Readiness: whether this worker has a model to serve, and which."""
+
+    ready: bool
+    model_name: str
+    model_version: str | None
+    reason: str | None = Field(None, description="Why the worker is not ready (or the last load error)")
+    worker: str
+
+
+class ModelInfoOut(BaseModel):
+    """Provenance of the served model, read from the MLflow registry when it was loaded."""
+
+    model_name: str
+    model_version: str
+    run_id: str | None
+    trained_at: str | None = Field(None, description="End (or start) of the training run, ISO-8601 UTC")
+    registered_at: str | None
+    loaded_at: str
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="Holdout metrics of the training run (holdout_ prefix removed)"
+    )
+    data_fingerprint: str | None = None
+    gate_decision: str | None = None
+    tags: dict[str, str] = Field(default_factory=dict, description="All tags of the model version")
+    info: dict[str, Any] = Field(default_factory=dict, description="model_info.json of the serving artifact")
+
+
+class WorkerVersion(BaseModel):
+    """What one worker process of this server reported last."""
+
+    worker: str
+    model_version: str | None
+    error: str | None = None
+
+
+class ReloadOut(BaseModel):
+    """The result of a reload, for the worker that received it and for the fleet of workers."""
+
+    old_version: str | None
+    new_version: str
+    changed: bool
+    converged: bool = Field(..., description="Every live worker of this server reports new_version")
+    workers: list[WorkerVersion]
+    note: str

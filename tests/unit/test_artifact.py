@@ -1,0 +1,100 @@
+"""The serving artifact loader: good artifacts load and score, broken ones are refused with a reason."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+
+from lifeboat.artifact import INFO_FILE, ONNX_FILE, SPEC_FILE, ArtifactError, ServingModel
+from lifeboat.features import encode
+from tests.support.models import sklearn_onnx_model
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def train(raw_train_csv: Path) -> pd.DataFrame:
+    return pd.read_csv(raw_train_csv)
+
+
+@pytest.fixture(scope="module")
+def artifact_dir(tmp_path_factory: pytest.TempPathFactory, train: pd.DataFrame) -> Path:
+    directory = tmp_path_factory.mktemp("artifact")
+    model, spec = sklearn_onnx_model(train)
+    (directory / ONNX_FILE).write_bytes(model.SerializeToString())
+    (directory / "extra_files").mkdir()
+    spec.save(directory / "extra_files" / SPEC_FILE)
+    (directory / "extra_files" / INFO_FILE).write_text(json.dumps({"family": "sklearn-lr"}))
+    return directory
+
+
+def copy_artifact(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+def test_load_and_score(artifact_dir: Path, train: pd.DataFrame) -> None:
+    model = ServingModel.load(artifact_dir)
+    probabilities = model.predict_proba(train)
+    assert probabilities.shape == (891,)
+    assert ((probabilities >= 0) & (probabilities <= 1)).all()
+    assert model.info == {"family": "sklearn-lr"}
+    survived = train["Survived"].to_numpy() == 1
+    assert probabilities[survived].mean() > probabilities[~survived].mean() + 0.3
+
+
+def test_predict_proba_equals_predict_matrix_on_encoded_rows(artifact_dir: Path, train: pd.DataFrame) -> None:
+    model = ServingModel.load(artifact_dir)
+    np.testing.assert_array_equal(model.predict_proba(train), model.predict_matrix(encode(train, model.spec)))
+
+
+def test_empty_input_scores_nothing(artifact_dir: Path) -> None:
+    model = ServingModel.load(artifact_dir)
+    assert model.predict_matrix(np.empty((0, 22), dtype=np.float32)).shape == (0,)
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="does not exist"):
+        ServingModel.load(tmp_path / "nothing")
+
+
+def test_corrupt_onnx_is_refused(artifact_dir: Path, tmp_path: Path) -> None:
+    broken = copy_artifact(artifact_dir, tmp_path / "broken")
+    (broken / ONNX_FILE).write_bytes(b"this is not an onnx graph")
+    with pytest.raises(ArtifactError, match="onnxruntime cannot load"):
+        ServingModel.load(broken)
+
+
+def test_missing_spec_is_refused(artifact_dir: Path, tmp_path: Path) -> None:
+    broken = copy_artifact(artifact_dir, tmp_path / "nospec")
+    (broken / "extra_files" / SPEC_FILE).unlink()
+    with pytest.raises(ArtifactError, match=r"feature_spec\.json not found"):
+        ServingModel.load(broken)
+
+
+def test_model_with_wrong_input_width_fails_the_canary(
+    artifact_dir: Path, tmp_path: Path, train: pd.DataFrame
+) -> None:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression().fit(np.random.default_rng(0).random((20, 3)), [0, 1] * 10)
+    narrow = convert_sklearn(
+        clf,
+        initial_types=[("features", FloatTensorType([None, 3]))],
+        options={id(clf): {"zipmap": False}},
+        target_opset=17,
+    )
+    broken = copy_artifact(artifact_dir, tmp_path / "narrow")
+    onnx.save(narrow, str(broken / ONNX_FILE))
+    with pytest.raises(ArtifactError, match="canary"):
+        ServingModel.load(broken)
+    assert ServingModel.load(broken, check=False).source == str(broken)

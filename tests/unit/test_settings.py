@@ -1,0 +1,80 @@
+"""Settings: environment overrides, production refuses placeholder secrets, no side effects."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from lifeboat.settings import Settings, get_settings
+
+pytestmark = pytest.mark.unit
+
+
+def test_defaults_are_development_with_no_token(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.delenv("LIFEBOAT_RELOAD_TOKEN", raising=False)
+    settings_env.delenv("LIFEBOAT_ENVIRONMENT", raising=False)
+    settings = get_settings()
+    assert settings.environment == "development"
+    assert settings.reload_token is None
+    assert settings.model_name == "titanic-survival"
+
+
+def test_environment_variables_override(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("LIFEBOAT_GATE_MIN_ROC_AUC", "0.9")
+    settings_env.setenv("LIFEBOAT_MODEL_FAMILIES", '["lr"]')
+    settings = get_settings()
+    assert settings.gate_min_roc_auc == 0.9
+    assert settings.model_families == ["lr"]
+
+
+@pytest.mark.parametrize("token", [None, "changeme", "admin", "short-token"])
+def test_production_refuses_missing_or_placeholder_token(
+    settings_env: pytest.MonkeyPatch, token: str | None
+) -> None:
+    settings_env.setenv("LIFEBOAT_ENVIRONMENT", "production")
+    if token is None:
+        settings_env.delenv("LIFEBOAT_RELOAD_TOKEN", raising=False)
+    else:
+        settings_env.setenv("LIFEBOAT_RELOAD_TOKEN", token)
+    with pytest.raises(ValidationError, match="LIFEBOAT_RELOAD_TOKEN"):
+        Settings()
+
+
+def test_production_accepts_a_real_token(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("LIFEBOAT_ENVIRONMENT", "production")
+    settings_env.setenv("LIFEBOAT_RELOAD_TOKEN", "f" * 8 + "0123456789abcdef")
+    settings = Settings()
+    assert settings.reload_token is not None
+    assert "0123456789abcdef" not in repr(settings)
+
+
+def test_tracking_uri_precedence(settings_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    settings_env.setenv("LIFEBOAT_STATE_DIR", str(tmp_path))
+    settings_env.delenv("LIFEBOAT_MLFLOW_TRACKING_URI", raising=False)
+    settings_env.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert Settings().tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings_env.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert Settings().tracking_uri == "http://127.0.0.1:5999"
+    settings_env.setenv("LIFEBOAT_MLFLOW_TRACKING_URI", "http://mlflow:5000")
+    assert Settings().tracking_uri == "http://mlflow:5000"
+
+
+def test_settings_create_nothing_on_disk(settings_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    settings_env.setenv("LIFEBOAT_STATE_DIR", str(state))
+    settings = Settings()
+    _ = (
+        settings.tracking_uri,
+        settings.runs_dir,
+        settings.prediction_log_path,
+        settings.resolved_reports_dir,
+    )
+    assert not state.exists()
+
+
+def test_bad_values_are_refused(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("LIFEBOAT_HOLDOUT_PERCENT", "90")
+    with pytest.raises(ValidationError, match="holdout_percent"):
+        Settings()
