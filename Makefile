@@ -23,6 +23,8 @@ STAMP := $(VENV)/.lifeboat-installed
 LIFEBOAT := $(BIN)/lifeboat
 CODE := lifeboat serving dags jobs plugins tests
 PYTEST_ARGS ?=
+ROWS ?= 20
+URL ?= http://127.0.0.1:8000
 
 .PHONY: help venv check-java lint format test test-unit pull preprocess train serve smoke clean
 
@@ -90,8 +92,8 @@ train: venv check-java pull ## one retraining run: preprocess, train, gate, prom
 serve: venv ## run the FastAPI prediction server
 	"$(LIFEBOAT)" serve
 
-smoke: venv ## call a running prediction server with the smoke client
-	"$(LIFEBOAT)" smoke
+smoke: venv pull ## post ROWS random rows of data/raw/test.csv to the server at URL and check every answer
+	"$(BIN)/python" tests/test_script.py --input data/raw/test.csv --rows $(ROWS) --url $(URL)
 
 clean: ## remove lifeboat's local state (.lifeboat: MLflow store, runs, reports) after confirmation
 	@if [ ! -e .lifeboat ]; then echo "nothing to clean: .lifeboat does not exist"; exit 0; fi; \

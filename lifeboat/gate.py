@@ -4,7 +4,8 @@ DESIGN.md, "The promotion gate". A challenger is promoted only when every check 
 
 * **floors** — ROC-AUC and accuracy at least the configured minimum, always (also on the first run);
 * **improvement** — with a champion, the primary metric beats the champion's on the same holdout by at least
-  ``min_improvement`` (an equal score is a rejection: a new version must earn its place);
+  ``min_improvement`` (with a requirement of 0 or more an equal score is a rejection: a new version must earn
+  its place; a negative requirement, an operator accepting a bounded regression, is taken literally);
 * **guards** — accuracy, recall and Brier score may not regress beyond their tolerance (Brier: lower is
   better);
 * **servability** — the serving artifact's parity with the training pipeline (max abs difference of
@@ -303,7 +304,10 @@ def _check_improvement(
     gain = _improvement(name, new, old)
     text = f"{name} {new:.4f} vs champion {old:.4f}: improvement {gain:+.4f}"
     required = f"required {config.min_improvement:+.4f}"
-    if gain > _EPSILON and gain + _EPSILON >= config.min_improvement:
+    # A non-negative requirement never promotes an equal model; a negative one (an operator accepting a
+    # bounded regression, e.g. to refresh onto new data) is taken literally.
+    earned = gain > _EPSILON or config.min_improvement < 0
+    if earned and gain + _EPSILON >= config.min_improvement:
         passes.append(f"{text} >= {required}")
     elif abs(gain) <= _EPSILON:
         failures.append(f"{text} < {required} (equal to the champion: no improvement)")

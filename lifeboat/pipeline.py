@@ -30,6 +30,16 @@ class PipelineError(RuntimeError):
     """A step of the retraining run failed; the message says which step and why."""
 
 
+class JobDataError(PipelineError):
+    """A Spark job refused its input data (exit code 2): the message carries the job's explanation."""
+
+
+#: Exit code of the jobs for "the input data is invalid" (see jobs/preprocess.py and jobs/train.py).
+EXIT_BAD_DATA = 2
+#: How many lines of a failed job's report are kept in the exception message.
+REPORT_LINES = 40
+
+
 def jobs_dir() -> Path:
     """The folder holding the spark-submit applications (``jobs/`` beside the installed package)."""
     import lifeboat
@@ -114,13 +124,37 @@ def spark_submit(application: str, args: list[str], settings: Settings) -> None:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env.setdefault("PYSPARK_PYTHON", sys.executable)
+    env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local runs stay on loopback
     env.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
     logger.info("spark-submit %s", " ".join(command[1:]))
-    completed = subprocess.run(command, env=env, check=False)
-    if completed.returncode != 0:
-        raise PipelineError(
-            f"{application} failed with exit code {completed.returncode} (see its output above)"
-        )
+    returncode, report = _run_streaming(command, env, marker=f"{Path(application).stem} failed:")
+    if returncode == 0:
+        return
+    detail = "\n".join(report) if report else "(see its output above)"
+    message = f"{application} failed with exit code {returncode}:\n{detail}"
+    if returncode == EXIT_BAD_DATA:
+        raise JobDataError(message)
+    raise PipelineError(message)
+
+
+def _run_streaming(command: list[str], env: dict[str, str], marker: str) -> tuple[int, list[str]]:
+    """Run ``command``, echoing its output live; return its exit code and the report that follows ``marker``.
+
+    spark-submit runs the Python driver under the JVM, which merges the driver's stderr into its stdout,
+    so the job's own error report is picked out of the combined stream by its first line.
+    """
+    report: list[str] = []
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    ) as process:
+        assert process.stdout is not None
+        for line in process.stdout:
+            sys.stdout.write(line)
+            if line.startswith(marker) or (report and line.startswith("  ") and len(report) < REPORT_LINES):
+                report.append(line.rstrip("\n"))
+        returncode = process.wait()
+    sys.stdout.flush()
+    return returncode, report
 
 
 def preprocess(settings: Settings, run_id: str) -> Path:

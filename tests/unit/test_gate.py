@@ -274,6 +274,16 @@ def test_equal_is_rejected_even_when_no_margin_is_required() -> None:
     assert decide(metrics(roc_auc=0.8401), CHAMPION, GOOD_PARITY, config).passed
 
 
+def test_a_negative_requirement_accepts_equal_and_bounded_regression() -> None:
+    config = dataclasses.replace(CONFIG, min_improvement=-0.01)
+
+    assert decide(metrics(), CHAMPION, GOOD_PARITY, config).passed
+    assert decide(metrics(roc_auc=0.832), CHAMPION, GOOD_PARITY, config).passed
+    worse = decide(metrics(roc_auc=0.829), CHAMPION, GOOD_PARITY, config)
+    assert not worse.passed
+    assert any("improvement -0.0110 < required -0.0100" in r for r in worse.reasons)
+
+
 def test_deltas_are_challenger_minus_champion() -> None:
     decision = decide(metrics(roc_auc=0.850, brier=0.140), CHAMPION, GOOD_PARITY, CONFIG)
 

@@ -1,0 +1,29 @@
+"""Fixtures of the drift tests: the training rows, their analysis frame, the drift settings under test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lifeboat.drift import analysis_frame
+from lifeboat.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def train_frame(raw_train_csv: Path) -> pd.DataFrame:
+    """Kaggle's 891 training passengers, as the training job logs them for the drift reference."""
+    return pd.read_csv(raw_train_csv)
+
+
+@pytest.fixture(scope="session")
+def reference_analysis(train_frame: pd.DataFrame) -> pd.DataFrame:
+    """The training rows as the drift report analyses them."""
+    return analysis_frame(train_frame, "reference")
+
+
+@pytest.fixture
+def drift_settings() -> Settings:
+    """The drift settings under test: the shipped defaults (LIFEBOAT_DRIFT_* variables override them)."""
+    return Settings()
