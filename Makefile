@@ -25,8 +25,9 @@ CODE := lifeboat serving dags jobs plugins tests
 PYTEST_ARGS ?=
 ROWS ?= 20
 URL ?= http://127.0.0.1:8000
+BENCH_ARGS ?=
 
-.PHONY: help venv check-java lint format test test-unit pull preprocess train serve smoke clean
+.PHONY: help venv check-java lint format test test-unit pull preprocess train serve smoke bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -94,6 +95,10 @@ serve: venv ## run the FastAPI prediction server
 
 smoke: venv pull ## post ROWS random rows of data/raw/test.csv to the server at URL and check every answer
 	"$(BIN)/python" tests/test_script.py --input data/raw/test.csv --rows $(ROWS) --url $(URL)
+
+bench: venv check-java pull ## serving benchmark, then drift benchmark: tables printed, JSON in bench-results/ (BENCH_ARGS)
+	"$(BIN)/python" benchmarks/bench_serving.py $(BENCH_ARGS)
+	"$(BIN)/python" benchmarks/bench_drift.py
 
 clean: ## remove lifeboat's local state (.lifeboat: MLflow store, runs, reports) after confirmation
 	@if [ ! -e .lifeboat ]; then echo "nothing to clean: .lifeboat does not exist"; exit 0; fi; \

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from lifeboat.features import Columns, FeatureSpec, FeatureSpecError, drift_alerts, encode
+from lifeboat.features import Columns, FeatureSpec, FeatureSpecError, drift_alerts, encode, encode_with_alerts
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,10 @@ CANARY_PASSENGER: dict[str, Any] = {
 }
 
 
+#: The one input of a served graph whose per-feature inputs are fed from one matrix (see :func:`one_input`).
+FEATURES_INPUT = "lifeboat_features"
+
+
 class ArtifactError(RuntimeError):
     """A serving artifact is missing, unreadable, or does not produce valid probabilities."""
 
@@ -55,6 +61,52 @@ def _find(directory: Path, name: str) -> Path:
         if candidate.is_file():
             return candidate
     raise ArtifactError(f"{name} not found in serving artifact {directory}")
+
+
+def one_input(model: Any, feature_names: Sequence[str]) -> Any | None:
+    """The ONNX graph fed from one float matrix [N, F] instead of one [N, 1] input per feature, or None.
+
+    Graphs converted from Spark take every feature as its own input (then concatenate them), and
+    onnxruntime's per-input overhead makes scoring one row several times slower than the graph itself.
+    A Split node in front hands each original input its column of ``FEATURES_INPUT`` (columns in
+    ``feature_names`` order), so the outputs are exactly the same. None when the graph does not take
+    float features by name (it is then served as it is).
+    """
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    initialized = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initialized]
+    if len(inputs) < 2 or any(
+        i.name not in feature_names
+        or i.type.tensor_type.elem_type != TensorProto.FLOAT
+        or len(i.type.tensor_type.shape.dim) != 2
+        for i in inputs
+    ):
+        return None
+    wanted = {i.name for i in inputs}
+    outputs = [
+        name if name in wanted else f"{FEATURES_INPUT}_unused_{j}" for j, name in enumerate(feature_names)
+    ]
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+    sizes = [1] * len(feature_names)
+    rewritten = type(model)()
+    rewritten.CopyFrom(model)
+    if opset < 13:  # split sizes: an attribute before opset 13, an input since
+        split = helper.make_node("Split", [FEATURES_INPUT], outputs, axis=1, split=sizes)
+    else:
+        sizes_name = f"{FEATURES_INPUT}_split"
+        rewritten.graph.initializer.append(
+            helper.make_tensor(sizes_name, TensorProto.INT64, [len(sizes)], sizes)
+        )
+        split = helper.make_node("Split", [FEATURES_INPUT, sizes_name], outputs, axis=1)
+    kept = [i for i in rewritten.graph.input if i.name not in wanted]
+    del rewritten.graph.input[:]
+    rewritten.graph.input.extend(
+        [helper.make_tensor_value_info(FEATURES_INPUT, TensorProto.FLOAT, ["N", len(feature_names)]), *kept]
+    )
+    rewritten.graph.node.insert(0, split)
+    return rewritten
 
 
 @dataclass
@@ -69,6 +121,7 @@ class ServingModel:
     @classmethod
     def load(cls, directory: Path | str, check: bool = True) -> ServingModel:
         """Load an artifact directory; with ``check`` also score the canary passenger (see :meth:`check`)."""
+        import onnx
         import onnxruntime as ort
 
         directory = Path(directory)
@@ -87,14 +140,34 @@ class ServingModel:
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
+        session = None
         try:
-            session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
-            raise ArtifactError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
+            rewritten = one_input(onnx.load(str(onnx_path)), spec.feature_names)
+            if rewritten is not None:
+                session = ort.InferenceSession(
+                    rewritten.SerializeToString(), options, providers=["CPUExecutionProvider"]
+                )
+        except Exception as exc:  # not servable from one matrix (or not a valid graph): load it as it is
+            logger.warning(
+                "cannot feed %s from one matrix (%s); serving it with its own inputs", onnx_path, exc
+            )
+        if session is None:
+            try:
+                session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # onnxruntime raises its own untyped errors for corrupt graphs
+                raise ArtifactError(f"onnxruntime cannot load {onnx_path}: {exc}") from exc
         model = cls(session=session, spec=spec, info=info, source=str(directory))
         if check:
             model.check()
         return model
+
+    @cached_property
+    def _output_name(self) -> str:
+        return self._probability_output()
+
+    @cached_property
+    def _input_names(self) -> list[str]:
+        return [str(inp.name) for inp in self.session.get_inputs()]
 
     def _probability_output(self) -> str:
         outputs = self.session.get_outputs()
@@ -107,12 +180,12 @@ class ServingModel:
         raise ArtifactError(f"{self.source}: no probability output among {[o.name for o in outputs]}")
 
     def _feed(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
-        inputs = self.session.get_inputs()
+        inputs = self._input_names
         if len(inputs) == 1:
-            return {inputs[0].name: matrix}
+            return {inputs[0]: matrix}
         index = {name: i for i, name in enumerate(self.spec.feature_names)}
         try:
-            return {inp.name: matrix[:, index[inp.name] : index[inp.name] + 1] for inp in inputs}
+            return {name: matrix[:, index[name] : index[name] + 1] for name in inputs}
         except KeyError as exc:
             raise ArtifactError(f"{self.source}: ONNX input {exc} is not a known feature") from exc
 
@@ -120,8 +193,9 @@ class ServingModel:
         """Probability of survival for already-encoded rows (float32 [N, F])."""
         if matrix.shape[0] == 0:
             return np.empty(0, dtype=np.float64)
-        name = self._probability_output()
-        (probabilities,) = self.session.run([name], self._feed(matrix.astype(np.float32, copy=False)))
+        (probabilities,) = self.session.run(
+            [self._output_name], self._feed(matrix.astype(np.float32, copy=False))
+        )
         return np.asarray(probabilities, dtype=np.float64)[:, 1]
 
     def predict_proba(self, columns: Columns) -> np.ndarray:
@@ -131,6 +205,11 @@ class ServingModel:
     def drift_alerts(self, columns: Columns) -> list[str]:
         """Per-row drift sentences against this model's training reference."""
         return drift_alerts(columns, self.spec)
+
+    def predict_with_alerts(self, columns: Columns) -> tuple[np.ndarray, list[str]]:
+        """``(predict_proba(columns), drift_alerts(columns))`` reading the columns once (serving's path)."""
+        matrix, alerts = encode_with_alerts(columns, self.spec)
+        return self.predict_matrix(matrix), alerts
 
     def check(self) -> float:
         """Score the canary passenger; raise :class:`ArtifactError` unless the result is a probability."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +32,31 @@ ENCODING_VERSION = 1
 
 TITLES: tuple[str, ...] = ("Mr", "Mrs", "Miss", "Master", "Rare")
 PORTS: tuple[str, ...] = ("C", "Q", "S")
-_TITLE_ALIASES = {"Mr": "Mr", "Mrs": "Mrs", "Mme": "Mrs", "Miss": "Miss", "Mlle": "Miss", "Ms": "Miss",
-                  "Master": "Master"}
+_TITLE_ALIASES = {
+    "Mr": "Mr",
+    "Mrs": "Mrs",
+    "Mme": "Mrs",
+    "Miss": "Miss",
+    "Mlle": "Miss",
+    "Ms": "Miss",
+    "Master": "Master",
+}
 _TITLE_RE = re.compile(r",\s*([^.,]+)\.")
 
 FEATURE_NAMES: tuple[str, ...] = (
-    "pclass", "sex_male", "age", "age_missing", "is_child", "sibsp", "parch", "family_size", "is_alone",
-    "fare", "fare_per_person", "log_fare", "cabin_known",
+    "pclass",
+    "sex_male",
+    "age",
+    "age_missing",
+    "is_child",
+    "sibsp",
+    "parch",
+    "family_size",
+    "is_alone",
+    "fare",
+    "fare_per_person",
+    "log_fare",
+    "cabin_known",
     *(f"title_{t}" for t in TITLES),
     *(f"embarked_{p}" for p in PORTS),
     "female_third_class",
@@ -105,7 +123,8 @@ class FeatureSpec:
             version = int(data["encoding_version"])
             if version != ENCODING_VERSION:
                 raise FeatureSpecError(
-                    f"feature spec has encoding version {version}; this code encodes version {ENCODING_VERSION}"
+                    f"feature spec has encoding version {version}; "
+                    f"this code encodes version {ENCODING_VERSION}"
                 )
             names = tuple(data["feature_names"])
             if names != FEATURE_NAMES:
@@ -163,12 +182,14 @@ def _text(columns: Columns, name: str, n: int) -> list[str | None]:
     if name not in columns:
         return [None] * n
     out: list[str | None] = []
+    append = out.append
     for v in columns[name]:
-        if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-            out.append(None)
+        if v.__class__ is str:  # the common case (every served row), checked first
+            append(v.strip() or None)
+        elif v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            append(None)
         else:
-            s = str(v).strip()
-            out.append(s or None)
+            append(str(v).strip() or None)
     return out
 
 
@@ -183,13 +204,52 @@ def title_of(name: str | None, sex: str | None, age: float) -> str:
     return "Mrs" if not math.isnan(age) and age >= 30 else "Miss"
 
 
+def _titles(names: list[str | None], sexes: list[str | None], ages: np.ndarray) -> list[str]:
+    return [title_of(nm, sx, a) for nm, sx, a in zip(names, sexes, ages.tolist(), strict=True)]
+
+
 def derive_titles(columns: Columns) -> list[str]:
     """Title group of every row (see :func:`title_of`)."""
     n = _length(columns)
-    names = _text(columns, "Name", n)
-    sexes = _text(columns, "Sex", n)
-    ages = _numeric(columns, "Age", n)
-    return [title_of(nm, sx, float(a)) for nm, sx, a in zip(names, sexes, ages, strict=True)]
+    return _titles(_text(columns, "Name", n), _text(columns, "Sex", n), _numeric(columns, "Age", n))
+
+
+@dataclass(frozen=True)
+class _Passengers:
+    """Raw columns read once (numbers as float64 with NaN, text stripped or None) for encoding and alerts."""
+
+    n: int
+    numeric: dict[str, np.ndarray]
+    text: dict[str, list[str | None]]
+    titles: list[str]
+
+
+_NUMERIC_COLUMNS = ("Pclass", "Age", "SibSp", "Parch", "Fare")
+_TITLE_CODES = {t: j for j, t in enumerate(TITLES)}
+_PORT_CODES: dict[str | None, int] = {p: j for j, p in enumerate(PORTS)}
+#: Up to this many rows, drift sentences are written row by row without the bulk pre-check (cheaper).
+_ROW_BY_ROW = 16
+_TEXT_COLUMNS = ("Sex", "Cabin", "Embarked", "Name")
+
+
+def _read(columns: Columns) -> _Passengers:
+    n = _length(columns)
+    numeric = {name: _numeric(columns, name, n) for name in _NUMERIC_COLUMNS}
+    text = {name: _text(columns, name, n) for name in _TEXT_COLUMNS}
+    return _Passengers(n, numeric, text, _titles(text["Name"], text["Sex"], numeric["Age"]))
+
+
+def _by_pclass(pclass: np.ndarray, table: dict[str, float], default: float) -> np.ndarray:
+    """``table[str(int(c))]`` for each class ``c`` (``default`` when missing or unknown), per class."""
+    out = np.full(pclass.shape[0], default, dtype=np.float64)
+    for c in _distinct(pclass):
+        out[pclass == c] = table.get(str(int(c)), default)
+    return out
+
+
+def _distinct(values: np.ndarray) -> set[float]:
+    """The distinct values of a float column, NaN left out."""
+    return {v for v in values.tolist() if v == v}
 
 
 def fit_feature_spec(train: pd.DataFrame) -> FeatureSpec:
@@ -225,8 +285,11 @@ def fit_feature_spec(train: pd.DataFrame) -> FeatureSpec:
     }
     return FeatureSpec(
         stats=FeatureStats(
-            age_by_title=age_by_title, age_overall=age_overall, fare_by_pclass=fare_by_pclass,
-            fare_overall=fare_overall, embarked_mode=embarked_mode,
+            age_by_title=age_by_title,
+            age_overall=age_overall,
+            fare_by_pclass=fare_by_pclass,
+            fare_overall=fare_overall,
+            embarked_mode=embarked_mode,
         ),
         reference=ReferenceStats(rows=n, ranges=ranges, categories=raw_categories, missing_rate=missing_rate),
     )
@@ -238,27 +301,34 @@ def encode(columns: Columns, spec: FeatureSpec) -> np.ndarray:
     ``columns`` maps raw column names (schema.COLUMNS) to equal-length sequences: a pandas DataFrame, or a
     dict of lists/arrays. Missing optional values are imputed with the spec's fitted statistics.
     """
-    n = _length(columns)
-    stats = spec.stats
-    pclass = _numeric(columns, "Pclass", n)
-    sex = _text(columns, "Sex", n)
-    age = _numeric(columns, "Age", n)
-    sibsp = _numeric(columns, "SibSp", n)
-    parch = _numeric(columns, "Parch", n)
-    fare = _numeric(columns, "Fare", n)
-    cabin = _text(columns, "Cabin", n)
-    embarked = _text(columns, "Embarked", n)
-    titles = derive_titles(columns)
+    return _encode(_read(columns), spec)
 
-    sex_male = np.array([1.0 if s == "male" else 0.0 for s in sex])
+
+def encode_with_alerts(columns: Columns, spec: FeatureSpec) -> tuple[np.ndarray, list[str]]:
+    """``(encode(columns, spec), drift_alerts(columns, spec))`` reading the columns once (serving's path)."""
+    passengers = _read(columns)
+    return _encode(passengers, spec), _drift_alerts(passengers, spec)
+
+
+def _encode(passengers: _Passengers, spec: FeatureSpec) -> np.ndarray:
+    # Few numpy calls whatever the number of rows: serving encodes one row per request.
+    n = passengers.n
+    stats = spec.stats
+    numeric, text = passengers.numeric, passengers.text
+    pclass, age, sibsp, parch, fare = (numeric[c] for c in _NUMERIC_COLUMNS)
+    titles = passengers.titles
+    title_codes = np.array([_TITLE_CODES.get(t, -1) for t in titles], dtype=np.int64)
+    # an unknown or missing port counts as the training mode (-1, no port, if the mode is none of PORTS)
+    mode = _PORT_CODES.get(stats.embarked_mode, -1)
+    port_codes = np.array([_PORT_CODES.get(e, mode) for e in text["Embarked"]], dtype=np.int64)
+
+    sex_male = np.array([s == "male" for s in text["Sex"]], dtype=np.float64)
     age_missing = np.isnan(age)
-    age_fill = np.array([stats.age_by_title.get(t, stats.age_overall) for t in titles])
-    age_imputed = np.where(age_missing, age_fill, age)
-    fare_fill = np.array([stats.fare_by_pclass.get(str(int(c)), stats.fare_overall) if not math.isnan(c)
-                          else stats.fare_overall for c in pclass])
-    fare_imputed = np.where(np.isnan(fare), fare_fill, fare)
+    age_imputed = np.where(age_missing, [stats.age_by_title.get(t, stats.age_overall) for t in titles], age)
+    fare_imputed = np.where(
+        np.isnan(fare), _by_pclass(pclass, stats.fare_by_pclass, stats.fare_overall), fare
+    )
     family = sibsp + parch + 1.0
-    ports = [e if e in PORTS else stats.embarked_mode for e in embarked]
 
     out = np.empty((n, len(FEATURE_NAMES)), dtype=np.float32)
     out[:, 0] = pclass
@@ -273,13 +343,11 @@ def encode(columns: Columns, spec: FeatureSpec) -> np.ndarray:
     out[:, 9] = fare_imputed
     out[:, 10] = fare_imputed / family
     out[:, 11] = np.log1p(fare_imputed)
-    out[:, 12] = [c is not None for c in cabin]
+    out[:, 12] = [c is not None for c in text["Cabin"]]
     base = 13
-    for j, t in enumerate(TITLES):
-        out[:, base + j] = [x == t for x in titles]
+    out[:, base : base + len(TITLES)] = title_codes[:, None] == np.arange(len(TITLES))  # one-hot
     base += len(TITLES)
-    for j, p in enumerate(PORTS):
-        out[:, base + j] = [x == p for x in ports]
+    out[:, base : base + len(PORTS)] = port_codes[:, None] == np.arange(len(PORTS))
     out[:, base + len(PORTS)] = (1.0 - sex_male) * (pclass == 3)
     return out
 
@@ -288,52 +356,100 @@ def _fmt(x: float) -> str:
     return f"{x:g}"
 
 
+def _span(lo: float, hi: float) -> str:
+    return f"{_fmt(lo)}–{_fmt(hi)}"
+
+
 def drift_alerts(columns: Columns, spec: FeatureSpec) -> list[str]:
     """One readable sentence per row: what in it lies outside the training data, or ``NO_DRIFT``.
 
     Flags a numeric value outside the training range, a category never seen in training, and a missing
     value that had to be imputed (naming the imputed value and the training range).
     """
-    n = _length(columns)
+    return _drift_alerts(_read(columns), spec)
+
+
+def _drift_alerts(passengers: _Passengers, spec: FeatureSpec) -> list[str]:
+    """Find the rows with anything to say in bulk; only those get a sentence written row by row."""
+    if passengers.n <= _ROW_BY_ROW:
+        return [_row_alerts(passengers, i, spec) for i in range(passengers.n)]
+    ref = spec.reference
+    numeric, text = passengers.numeric, passengers.text
+    flagged = np.zeros(passengers.n, dtype=bool)
+    for col in RANGE_COLUMNS:
+        lo_hi = ref.ranges.get(col)
+        if lo_hi is None:
+            continue
+        values = numeric[col]
+        missing = np.isnan(values)
+        flagged |= ~missing & ((values < lo_hi[0]) | (values > lo_hi[1]))
+        if col in ("Age", "Fare"):
+            flagged |= missing
+    seen_pclass = ref.categories.get("Pclass")
+    if seen_pclass is not None:
+        pclass = numeric["Pclass"]
+        for c in _distinct(pclass):
+            if str(int(c)) not in seen_pclass:
+                flagged |= pclass == c
+    categories: tuple[tuple[str, Sequence[str | None]], ...] = (
+        ("Sex", text["Sex"]),
+        ("Embarked", text["Embarked"]),
+        ("Title", passengers.titles),
+    )
+    for col, category in categories:
+        seen = ref.categories.get(col)
+        if seen is not None:
+            known = set(seen)
+            flagged |= np.array([v is not None and v not in known for v in category], dtype=bool)
+    flagged |= np.array([v is None for v in text["Embarked"]], dtype=bool)
+    flagged |= np.array([v is None for v in text["Name"]], dtype=bool)
+    results = [NO_DRIFT] * passengers.n
+    for i in np.flatnonzero(flagged).tolist():
+        results[i] = _row_alerts(passengers, i, spec)
+    return results
+
+
+def _row_alerts(passengers: _Passengers, i: int, spec: FeatureSpec) -> str:
+    """The drift sentence of row ``i`` (``NO_DRIFT`` when nothing is off)."""
     ref = spec.reference
     stats = spec.stats
-    numeric = {c: _numeric(columns, c, n) for c in RANGE_COLUMNS}
-    titles = derive_titles(columns)
-    pclass = _numeric(columns, "Pclass", n)
-    texts = {c: _text(columns, c, n) for c in ("Sex", "Embarked", "Name")}
-    results: list[str] = []
-    for i in range(n):
-        alerts: list[str] = []
-        for col in RANGE_COLUMNS:
-            value = float(numeric[col][i])
-            lo_hi = ref.ranges.get(col)
-            if lo_hi is None:
-                continue
-            lo, hi = lo_hi
-            if math.isnan(value):
-                if col == "Age":
-                    fill = stats.age_by_title.get(titles[i], stats.age_overall)
-                    alerts.append(f"Age is missing: imputed {_fmt(fill)} (median for title {titles[i]}; "
-                                  f"training range {_fmt(lo)}–{_fmt(hi)})")
-                elif col == "Fare":
-                    key = str(int(pclass[i])) if not math.isnan(pclass[i]) else ""
-                    fill = stats.fare_by_pclass.get(key, stats.fare_overall)
-                    alerts.append(f"Fare is missing: imputed {_fmt(fill)} (training range {_fmt(lo)}–{_fmt(hi)})")
-            elif value < lo or value > hi:
-                alerts.append(f"{col} {_fmt(value)} is outside the training range {_fmt(lo)}–{_fmt(hi)}")
-        categories = {
-            "Pclass": str(int(pclass[i])) if not math.isnan(pclass[i]) else None,
-            "Sex": texts["Sex"][i],
-            "Embarked": texts["Embarked"][i],
-            "Title": titles[i],
-        }
-        for col, value in categories.items():
-            seen = ref.categories.get(col)
-            if value is not None and seen is not None and value not in seen:
-                alerts.append(f"{col} {value!r} was never seen in training (seen: {', '.join(seen)})")
-        if texts["Embarked"][i] is None:
-            alerts.append(f"Embarked is missing: imputed {stats.embarked_mode!r} (the most common port in training)")
-        if texts["Name"][i] is None:
-            alerts.append(f"Name is missing: title inferred as {titles[i]!r} from Sex and Age")
-        results.append("; ".join(alerts) if alerts else NO_DRIFT)
-    return results
+    numeric, text = passengers.numeric, passengers.text
+    title = passengers.titles[i]
+    pclass = float(numeric["Pclass"][i])
+    alerts: list[str] = []
+    for col in RANGE_COLUMNS:
+        value = float(numeric[col][i])
+        lo_hi = ref.ranges.get(col)
+        if lo_hi is None:
+            continue
+        lo, hi = lo_hi
+        if math.isnan(value):
+            if col == "Age":
+                fill = stats.age_by_title.get(title, stats.age_overall)
+                alerts.append(
+                    f"Age is missing: imputed {_fmt(fill)} (median for title {title}; "
+                    f"training range {_span(lo, hi)})"
+                )
+            elif col == "Fare":
+                key = str(int(pclass)) if not math.isnan(pclass) else ""
+                fill = stats.fare_by_pclass.get(key, stats.fare_overall)
+                alerts.append(f"Fare is missing: imputed {_fmt(fill)} (training range {_span(lo, hi)})")
+        elif value < lo or value > hi:
+            alerts.append(f"{col} {_fmt(value)} is outside the training range {_span(lo, hi)}")
+    categories = {
+        "Pclass": str(int(pclass)) if not math.isnan(pclass) else None,
+        "Sex": text["Sex"][i],
+        "Embarked": text["Embarked"][i],
+        "Title": title,
+    }
+    for col, category in categories.items():
+        seen = ref.categories.get(col)
+        if category is not None and seen is not None and category not in seen:
+            alerts.append(f"{col} {category!r} was never seen in training (seen: {', '.join(seen)})")
+    if text["Embarked"][i] is None:
+        alerts.append(
+            f"Embarked is missing: imputed {stats.embarked_mode!r} (the most common port in training)"
+        )
+    if text["Name"][i] is None:
+        alerts.append(f"Name is missing: title inferred as {title!r} from Sex and Age")
+    return "; ".join(alerts) if alerts else NO_DRIFT

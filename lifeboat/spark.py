@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,8 +20,9 @@ DEFAULT_CONF: dict[str, str] = {
 }
 
 
-def build_session(app_name: str, master: str | None = None,
-                  extra_conf: Mapping[str, str] | None = None) -> SparkSession:
+def build_session(
+    app_name: str, master: str | None = None, extra_conf: Mapping[str, str] | None = None
+) -> SparkSession:
     """Get or create a SparkSession; ``master`` None leaves it to spark-submit's ``--master``."""
     from pyspark.sql import SparkSession
 
@@ -33,3 +35,23 @@ def build_session(app_name: str, master: str | None = None,
     session.sparkContext.setLogLevel("WARN")
     logger.info("Spark %s session %s on %s", session.version, app_name, session.sparkContext.master)
     return session
+
+
+@contextmanager
+def job_session(
+    app_name: str, master: str | None = None, extra_conf: Mapping[str, str] | None = None
+) -> Iterator[SparkSession]:
+    """The session of one job: built on entry, stopped on exit, unless it was already running.
+
+    Under spark-submit no session runs before the job, so the job stops the one it built; a test
+    calling a job's ``main`` in-process keeps its shared session alive.
+    """
+    from pyspark.sql import SparkSession
+
+    already_running = SparkSession.getActiveSession() is not None
+    session = build_session(app_name, master=master, extra_conf=extra_conf)
+    try:
+        yield session
+    finally:
+        if not already_running:
+            session.stop()

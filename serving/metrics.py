@@ -88,8 +88,8 @@ class ServingMetrics:
             ["trigger", "reason"],
             registry=r,
         )
-        for cls in ("0", "1"):
-            self.predictions.labels(survived=cls)
+        #: The children of ``predictions`` by predicted class, resolved once (every request counts on them).
+        self.predicted = {cls: self.predictions.labels(survived=cls) for cls in ("0", "1")}
         if log_stats is not None:
             r.register(_PredictionLogCollector(log_stats))
 

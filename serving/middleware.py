@@ -108,6 +108,9 @@ class BodySizeLimit:
 class RequestMetrics:
     """Count requests and time them by endpoint (the route's path template), method and status.
 
+    The latency ends when the last byte of the answer is sent (work a route does after answering, such as
+    queuing a batch on the prediction log, is not counted).
+
     Paths that match no route are counted as ``unmatched`` (so scanners cannot create unbounded label sets).
     """
 
@@ -117,19 +120,23 @@ class RequestMetrics:
         self.app = app
         self.metrics = metrics
         self.known_paths = known_paths
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}  # labels -> (counter, histogram)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        answered: float | None = None
         status = 500
 
         async def recording_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
                 status = int(message["status"])
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                answered = time.perf_counter()  # background work after the answer is not its latency
 
         try:
             await self.app(scope, receive, recording_send)
@@ -139,6 +146,12 @@ class RequestMetrics:
             if endpoint is None:  # answered before routing (e.g. 413): label known paths, lump the rest
                 path = scope.get("path", "")
                 endpoint = path if path in self.known_paths else "unmatched"
-            labels = {"endpoint": endpoint, "method": scope.get("method", ""), "status": str(status)}
-            self.metrics.requests.labels(**labels).inc()
-            self.metrics.latency.labels(**labels).observe(time.perf_counter() - started)
+            finished = answered if answered is not None else time.perf_counter()
+            key = (endpoint, scope.get("method", ""), str(status))
+            children = self._children.get(key)
+            if children is None:  # resolving label values costs more than the observation itself
+                labels = dict(zip(("endpoint", "method", "status"), key, strict=True))
+                children = (self.metrics.requests.labels(**labels), self.metrics.latency.labels(**labels))
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(finished - started)

@@ -7,9 +7,12 @@ from typing import Annotated, Any
 import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
+from pydantic_core import to_json
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
+from starlette.responses import Response
 
-from serving.batch_input import BatchInvalid, json_or_invalid, passengers_from_csv, passengers_from_json
+from serving.batch_input import BatchInvalid, passengers_from_csv, passengers_from_json_body
 from serving.schemas import (
     EXAMPLE_MINIMAL,
     EXAMPLE_PASSENGER,
@@ -19,7 +22,7 @@ from serving.schemas import (
     PassengerIn,
     PredictionOut,
 )
-from serving.scoring import score_passengers
+from serving.scoring import score, score_passengers
 from serving.state import StateDep, media_type, require_json, require_model
 
 router = APIRouter(tags=["predictions"])
@@ -31,6 +34,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 _CSV_FIELD = "file"
+
+
+def _json(content: Any) -> Response:
+    """Plain results as compact JSON, serialised by pydantic-core in one call.
+
+    The same bytes FastAPI writes for the ``response_model``, without validating every result object on the
+    way out (:func:`serving.scoring.score_passengers` checks the probabilities itself).
+    """
+    return Response(to_json(content), media_type="application/json")
 
 
 @router.post(
@@ -51,12 +63,12 @@ async def predict(
         ),
     ],
     state: StateDep,
-) -> dict[str, Any]:
+) -> Response:
     """The seed's contract: `survived` (0/1), `probability_survive` (3 decimals), `drift_alerts`
     (exactly "No drift detected" when nothing is off), plus `model_version`."""
     loaded = require_model(state)
     (result,) = score_passengers(loaded, [passenger.model_dump()], state.metrics, state.prediction_log)
-    return result
+    return _json(result)
 
 
 _BATCH_BODY = {
@@ -103,8 +115,8 @@ _BATCH_BODY = {
 async def _read_passengers(request: Request, max_rows: int, max_bytes: int) -> list[dict[str, Any]]:
     kind = media_type(request)
     if kind == "application/json" or (kind.startswith("application/") and kind.endswith("+json")):
-        payload = json_or_invalid(await request.body())
-        return await anyio.to_thread.run_sync(passengers_from_json, payload, max_rows)
+        body = await request.body()
+        return await anyio.to_thread.run_sync(passengers_from_json_body, body, max_rows)
     if kind in ("text/csv", "application/csv"):
         data = await request.body()
         return await anyio.to_thread.run_sync(passengers_from_csv, data, max_rows)
@@ -152,7 +164,10 @@ async def predict_batch(request: Request, state: StateDep) -> Any:
     except BatchInvalid as exc:
         return JSONResponse(exc.body(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     loaded = require_model(state)
-    results = await anyio.to_thread.run_sync(
-        score_passengers, loaded, passengers, state.metrics, state.prediction_log
+    scored = await anyio.to_thread.run_sync(score, loaded, passengers, state.metrics)
+    response = _json(
+        {"model_version": loaded.version, "count": len(scored.results), "predictions": scored.results}
     )
-    return {"model_version": loaded.version, "count": len(results), "predictions": results}
+    # Queuing a big batch on the prediction log takes milliseconds: done once the answer is sent.
+    response.background = BackgroundTask(scored.log_to, state.prediction_log)
+    return response

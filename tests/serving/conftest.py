@@ -1,13 +1,16 @@
 """Fixtures of the serving tests: a registered champion, store copies to change, in-process apps.
 
-The champion comes from ONE fixture, :func:`champion_store` (session-scoped: creating an MLflow schema takes
-10-20 s). Today it registers a small scikit-learn ONNX model; it can be swapped for a version trained by the
-real Spark job without touching any test. Tests that move aliases or add versions work on a *copy* of that
+The champion comes from ONE fixture, :func:`champion_store` (session-scoped): a version trained by the real
+Spark jobs and promoted by the real gate. The alternate and broken versions are small scikit-learn ONNX
+models registered beside it. Tests that move aliases or add versions work on a *copy* of that
 store (:func:`store_copy`), so the shared store never changes under another test.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +19,7 @@ import pandas as pd
 import pytest
 
 from lifeboat.settings import Settings
+from tests.conftest import REPO_ROOT
 from tests.serving.serving_support import (
     CHAMPION,
     MODEL_NAME,
@@ -46,14 +50,42 @@ def train_frame(raw_train_csv: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def champion_store(serving_store_settings: Settings, train_frame: pd.DataFrame) -> StoreRef:
-    """THE champion of the serving tests: (tracking_uri, model_name, version) with alias ``champion`` set."""
+def champion_store(serving_store_settings: Settings) -> StoreRef:
+    """THE champion of the serving tests: (tracking_uri, model_name, version) with alias ``champion`` set.
+
+    Trained once per test session by the real pipeline (`lifeboat train`: spark-submit preprocess + train,
+    the gate, the promotion) on the Kaggle rows, logistic regression with 3 folds to keep it short.
+    """
     from mlflow import MlflowClient
 
-    with mlflow_store(serving_store_settings) as uri:
-        version = register_sklearn_version(MODEL_NAME, train_frame, noise=0.0, seed=0)
-        MlflowClient(uri, uri).set_registered_model_alias(MODEL_NAME, CHAMPION, version)
-    return StoreRef(uri, MODEL_NAME, version)
+    settings = serving_store_settings
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_") and k != "MLFLOW_TRACKING_URI"
+    }
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "LIFEBOAT_STATE_DIR": str(settings.state_dir),
+            "LIFEBOAT_MLFLOW_TRACKING_URI": settings.tracking_uri,
+            "LIFEBOAT_EXPERIMENT_NAME": settings.experiment_name,
+            "LIFEBOAT_MODEL_NAME": settings.model_name,
+            "LIFEBOAT_CV_FOLDS": "3",
+            "LIFEBOAT_SPARK_MASTER": "local[2]",
+        }
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lifeboat"), "train", "--families", "lr"],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    with mlflow_store(settings) as uri:
+        version = MlflowClient(uri, uri).get_model_version_by_alias(MODEL_NAME, CHAMPION).version
+    return StoreRef(uri, MODEL_NAME, str(version))
 
 
 @pytest.fixture(scope="session")

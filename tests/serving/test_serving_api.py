@@ -135,8 +135,11 @@ def test_health_ready_and_model_info(served: Any, champion_store: StoreRef) -> N
     assert len(body["run_id"]) == 32
     assert body["trained_at"].startswith("20")
     assert body["registered_at"].startswith("20")
-    assert body["info"]["family"] == "sklearn-lr"
-    assert {"metrics", "data_fingerprint", "gate_decision", "tags"} <= set(body)
+    assert body["info"]["family"] == "lr"  # the session's champion: `lifeboat train --families lr`
+    assert body["gate_decision"] == "promote"
+    assert body["metrics"]["roc_auc"] >= 0.8
+    assert body["data_fingerprint"]
+    assert body["tags"]["parity_max_abs_diff"]
 
 
 def test_metrics_count_requests_predictions_and_the_version(served: Any, champion_store: StoreRef) -> None:
