@@ -70,7 +70,7 @@ def one_input(model: Any, feature_names: Sequence[str]) -> Any | None:
     onnxruntime's per-input overhead makes scoring one row several times slower than the graph itself.
     A Split node in front hands each original input its column of ``FEATURES_INPUT`` (columns in
     ``feature_names`` order), so the outputs are exactly the same. None when the graph does not take
-    float features by name (it is then served as it is).
+    float features by name (it is then served as it is). Needs the ``onnx`` package (not onnxruntime's).
     """
     from onnx import TensorProto, helper
 
@@ -121,7 +121,6 @@ class ServingModel:
     @classmethod
     def load(cls, directory: Path | str, check: bool = True) -> ServingModel:
         """Load an artifact directory; with ``check`` also score the canary passenger (see :meth:`check`)."""
-        import onnx
         import onnxruntime as ort
 
         directory = Path(directory)
@@ -142,11 +141,15 @@ class ServingModel:
         options.inter_op_num_threads = 1
         session = None
         try:
+            import onnx  # optional: without it the graph is served with its own inputs (slower per row)
+
             rewritten = one_input(onnx.load(str(onnx_path)), spec.feature_names)
             if rewritten is not None:
                 session = ort.InferenceSession(
                     rewritten.SerializeToString(), options, providers=["CPUExecutionProvider"]
                 )
+        except ImportError:
+            logger.info("the onnx package is not installed: serving %s with its own inputs", onnx_path)
         except Exception as exc:  # not servable from one matrix (or not a valid graph): load it as it is
             logger.warning(
                 "cannot feed %s from one matrix (%s); serving it with its own inputs", onnx_path, exc
