@@ -306,7 +306,12 @@ def build_candidate(family: str, feature_names: Sequence[str], seed: int, grid: 
     if family == "lr":
         stages.append(StandardScaler(inputCol="features", outputCol="scaled", withMean=True, withStd=True))
         classifier = LogisticRegression(
-            featuresCol="scaled", labelCol=LABEL, family="binomial", maxIter=100, elasticNetParam=0.0
+            featuresCol="scaled",
+            labelCol=LABEL,
+            family="binomial",
+            maxIter=100,
+            tol=1e-4,
+            elasticNetParam=0.0,
         )
         builder.addGrid(classifier.regParam, [0.01, 0.1] if full else [0.05])
     elif family == "rf":
@@ -401,7 +406,7 @@ def _tree_tables(ensemble: Any, spark: SparkSession, workdir: Path) -> list[pd.D
 
     onnxmltools saves and re-reads each tree separately (five Spark jobs per tree: ~1.5 s a tree here); one
     save of the whole ensemble gives the same node data. Categorical splits are refused: they would convert
-    into wrong thresholds (STACK_NOTES.md).
+    into wrong thresholds (STACK_NOTES.md). ``workdir`` must be readable by the driver and the executors.
     """
     path = workdir / f"ensemble-{uuid.uuid4().hex[:8]}"
     ensemble.write().overwrite().save(str(path))
@@ -819,7 +824,14 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         with _timed(durations, "onnx_export"):
-            onnx_model = export_onnx(model, names, spark, workdir)
+            # Spark writes (executors) and reads back the tree data here: it must be a folder the driver and
+            # every executor share, as --output is for a cluster run (a driver-local temp dir is not).
+            export_dir = config.output_dir / f".onnx-export-{uuid.uuid4().hex[:8]}"
+            export_dir.mkdir(parents=True)
+            try:
+                onnx_model = export_onnx(model, names, spark, export_dir)
+            finally:
+                shutil.rmtree(export_dir, ignore_errors=True)
         with _timed(durations, "parity"):
             holdout_raw = pd.read_parquet(data.directory / HOLDOUT_RAW_DIR)
             parity = parity_check(onnx_model, data.spec, info, holdout_raw, spark_scores, workdir)
