@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lifeboat.pipeline import report_failure
 from lifeboat.preprocessing import PreprocessError, discover_inputs, run_preprocess, validate_inputs
 from lifeboat.settings import get_settings
 from lifeboat.spark import job_session
@@ -49,9 +50,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _report(title: str, problems: list[str]) -> None:
-    print(f"preprocess failed: {title}", file=sys.stderr)
-    for line in problems:
-        print(f"  {line}", file=sys.stderr)
+    report_failure("preprocess", title, problems)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lifeboat.pipeline import report_failure
 from lifeboat.registry import configure_mlflow
 from lifeboat.settings import get_settings
 from lifeboat.spark import job_session
@@ -95,9 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _report(title: str, problems: list[str]) -> None:
-    print(f"train failed: {title}", file=sys.stderr)
-    for line in problems:
-        print(f"  {line}", file=sys.stderr)
+    report_failure("train", title, problems)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -40,6 +40,18 @@ EXIT_BAD_DATA = 2
 REPORT_LINES = 40
 
 
+def failure_marker(job: str) -> str:
+    """First line of a job's failure report; :func:`spark_submit` picks the report out of the output by it."""
+    return f"{job} failed:"
+
+
+def report_failure(job: str, title: str, problems: list[str]) -> None:
+    """Print a job's failure report on stderr: the marker line, then one indented line per problem."""
+    print(f"{failure_marker(job)} {title}", file=sys.stderr)
+    for line in problems:
+        print(f"  {line}", file=sys.stderr)
+
+
 def jobs_dir() -> Path:
     """The folder holding the spark-submit applications (``jobs/`` beside the installed package)."""
     import lifeboat
@@ -127,7 +139,7 @@ def spark_submit(application: str, args: list[str], settings: Settings) -> None:
     env.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local runs stay on loopback
     env.setdefault("MLFLOW_TRACKING_URI", settings.tracking_uri)
     logger.info("spark-submit %s", " ".join(command[1:]))
-    returncode, report = _run_streaming(command, env, marker=f"{Path(application).stem} failed:")
+    returncode, report = _run_streaming(command, env, marker=failure_marker(Path(application).stem))
     if returncode == 0:
         return
     detail = "\n".join(report) if report else "(see its output above)"

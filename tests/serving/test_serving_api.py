@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from lifeboat.artifact import CANARY_PASSENGER
 from lifeboat.features import NO_DRIFT
 from lifeboat.prediction_log import read_window
 from tests.serving.serving_support import TOKEN, ServingVersions, StoreRef, auth, free_port, set_champion
@@ -27,19 +28,7 @@ pytestmark = pytest.mark.integration
 
 CONTRACT_KEYS = {"survived", "probability_survive", "drift_alerts", "model_version"}
 #: A passenger well inside the training data (no imputation, no unseen category).
-ORDINARY = {
-    "PassengerId": 892,
-    "Pclass": 3,
-    "Name": "Kelly, Mr. James",
-    "Sex": "male",
-    "Age": 34.5,
-    "SibSp": 0,
-    "Parch": 0,
-    "Ticket": "330911",
-    "Fare": 7.8292,
-    "Cabin": None,
-    "Embarked": "Q",
-}
+ORDINARY = dict(CANARY_PASSENGER)
 
 
 def metric(client: Any, name: str, **labels: str) -> float:

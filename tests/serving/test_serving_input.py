@@ -7,23 +7,12 @@ from typing import Any
 
 import pytest
 
+from lifeboat.artifact import CANARY_PASSENGER
 from tests.serving.serving_support import StoreRef
 
 pytestmark = pytest.mark.integration
 
-GOOD: dict[str, Any] = {
-    "PassengerId": 892,
-    "Pclass": 3,
-    "Name": "Kelly, Mr. James",
-    "Sex": "male",
-    "Age": 34.5,
-    "SibSp": 0,
-    "Parch": 0,
-    "Ticket": "330911",
-    "Fare": 7.8292,
-    "Cabin": None,
-    "Embarked": "Q",
-}
+GOOD: dict[str, Any] = dict(CANARY_PASSENGER)
 JSON = {"Content-Type": "application/json"}
 
 
