@@ -186,11 +186,16 @@ def train(settings: Settings, run_id: str, families: list[str] | None = None) ->
     return summary
 
 
-def gate_and_promote(settings: Settings, run_id: str, dry_run: bool = False) -> dict[str, Any]:
-    """Score the run's challenger and the champion on the run's holdout, promote if the gate passes.
+def gate_path(settings: Settings, run_id: str) -> Path:
+    """The run's recorded gate decision (``gate.json``)."""
+    return run_dir(settings, run_id) / "gate.json"
 
-    With ``dry_run`` the decision is computed and recorded but the aliases are never moved.
-    Writes ``gate.json`` in the run folder and returns its content.
+
+def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> dict[str, Any]:
+    """Score the run's challenger and the champion on the run's holdout and record the decision.
+
+    Never moves an alias. Writes ``gate.json`` in the run folder (``promoted`` false) and returns its content;
+    the decision is also recorded as ``gate.*`` tags on the challenger version.
     """
     import pandas as pd
 
@@ -198,23 +203,72 @@ def gate_and_promote(settings: Settings, run_id: str, dry_run: bool = False) -> 
 
     registry.configure_mlflow(settings)
     base = run_dir(settings, run_id)
-    summary = json.loads((base / "train" / "train_summary.json").read_text())
+    summary_path = base / "train" / "train_summary.json"
+    if not summary_path.is_file():
+        raise PipelineError(f"run {run_id} has no training summary ({summary_path}): did the train step run?")
+    summary = json.loads(summary_path.read_text())
     version = str(summary["version"])
     holdout = pd.read_parquet(base / "preprocess" / "holdout_raw")
     decision = registry.evaluate_gate(settings.model_name, version, holdout, settings)
-    promoted = False
-    if decision.passed and not dry_run:
-        registry.promote(settings.model_name, version, decision)
-        promoted = True
     result = {
         "run_id": run_id,
         "model_name": settings.model_name,
         "version": version,
         "passed": decision.passed,
-        "promoted": promoted,
+        "promoted": False,
         "dry_run": dry_run,
+        "champion_version": decision.champion_version,
         "reasons": list(decision.reasons),
         "tags": decision.to_tags(),
     }
-    (base / "gate.json").write_text(json.dumps(result, indent=2, sort_keys=True))
+    _write_json(gate_path(settings, run_id), result)
+    logger.info("gate for %s version %s: %s", settings.model_name, version, decision.summary())
     return result
+
+
+def promote_run(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Promote the run's challenger on the strength of its recorded gate decision (``gate.json``).
+
+    Refuses (:class:`PipelineError`) a rejected or dry-run decision; raises the registry's
+    ``StaleDecisionError`` when the champion changed since the decision. Idempotent: promoting the version
+    that already is the champion changes nothing. Updates ``gate.json`` (``promoted``, ``demoted_version``).
+    """
+    from lifeboat import registry
+
+    path = gate_path(settings, run_id)
+    if not path.is_file():
+        raise PipelineError(f"run {run_id} has no gate decision ({path}): run the gate first")
+    result: dict[str, Any] = json.loads(path.read_text())
+    if result.get("dry_run"):
+        raise PipelineError(f"run {run_id} is a dry run: its challenger is never promoted")
+    if not result.get("passed"):
+        raise PipelineError(
+            f"run {run_id}: version {result.get('version')} was rejected by the gate: "
+            + "; ".join(result.get("reasons") or [])
+        )
+    registry.configure_mlflow(settings)
+    demoted = registry.promote_recorded(
+        result["model_name"], str(result["version"]), result.get("champion_version")
+    )
+    result["promoted"] = True
+    result["demoted_version"] = demoted
+    _write_json(path, result)
+    return result
+
+
+def gate_and_promote(settings: Settings, run_id: str, dry_run: bool = False) -> dict[str, Any]:
+    """Evaluate the gate (:func:`evaluate_run`) and promote when it passed and this is not a dry run.
+
+    Writes ``gate.json`` in the run folder and returns its content.
+    """
+    result = evaluate_run(settings, run_id, dry_run=dry_run)
+    if result["passed"] and not dry_run:
+        result = promote_run(settings, run_id)
+    return result
+
+
+def _write_json(path: Path, content: dict[str, Any]) -> None:
+    """Write ``content`` to ``path`` atomically (a reader never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(content, indent=2, sort_keys=True))
+    os.replace(tmp, path)

@@ -448,6 +448,18 @@ def promote(model_name: str, version: str | int, decision: GateDecision) -> str 
             f"the gate decision is for {model_name} version {decision.challenger_version}, "
             f"not version {version}"
         )
+    return promote_recorded(model_name, version, decision.champion_version)
+
+
+def promote_recorded(model_name: str, version: str | int, compared_with: str | None) -> str | None:
+    """Make ``version`` the champion on the strength of a recorded, passed gate decision.
+
+    ``compared_with`` is the champion version the gate compared the challenger with (None: there was no
+    champion). Raises :class:`StaleDecisionError` when the champion changed since then. The caller must have
+    checked that the decision passed (:func:`promote` does; the DAG reads it from the run's ``gate.json``).
+    Promoting the current champion again is a no-op. Returns the demoted champion's version (or None).
+    """
+    version = str(version)
     client = _client()
     _get_version(client, model_name, version)
     champion = version_by_alias(model_name, CHAMPION)
@@ -456,10 +468,10 @@ def promote(model_name: str, version: str | int, decision: GateDecision) -> str 
         logger.info("%s version %s already is the champion; nothing to do", model_name, version)
         previous = version_by_alias(model_name, PREVIOUS_CHAMPION)
         return str(previous.version) if previous is not None else None
-    if current != decision.champion_version:
+    if current != compared_with:
         raise StaleDecisionError(
             f"cannot promote {model_name} version {version}: the gate compared it with champion "
-            f"{decision.champion_version or 'none'}, but the champion now is {current or 'none'}; "
+            f"{compared_with or 'none'}, but the champion now is {current or 'none'}; "
             "evaluate the gate again"
         )
     previous = version_by_alias(model_name, PREVIOUS_CHAMPION)

@@ -42,6 +42,7 @@ class Settings(BaseSettings):
 
     # MLflow
     mlflow_tracking_uri: str | None = None
+    mlflow_ui_url: str | None = None
     experiment_name: str = "titanic-retrain"
     model_name: str = "titanic-survival"
 
@@ -85,6 +86,23 @@ class Settings(BaseSettings):
     drift_window_rows: int = Field(5_000, ge=1)
     drift_window_hours: float = Field(168.0, gt=0)
     drift_policy: Literal["retrain_on_drift", "report_only", "always"] = "retrain_on_drift"
+
+    # Orchestration (the Airflow DAGs) and alerts
+    retrain_schedule: str = "0 2 * * *"
+    task_retries: int = Field(2, ge=0, le=10)
+    task_retry_delay_seconds: float = Field(60.0, ge=0)
+    task_timeout_minutes: float = Field(20.0, gt=0)
+    spark_task_timeout_minutes: float = Field(90.0, gt=0)
+    reload_wait_seconds: float = Field(60.0, gt=0)
+    alert_webhook_url: str | None = None
+    alert_emails: list[str] = Field(default_factory=list)
+    alert_email_from: str = "lifeboat@localhost"
+    smtp_host: str = "localhost"
+    smtp_port: int = 25
+
+    # The embedded stack (`make run`): ports on loopback
+    airflow_port: int = 8080
+    mlflow_port: int = 5000
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

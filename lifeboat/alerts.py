@@ -1,0 +1,86 @@
+"""Failure alerts of the DAGs: a log line always, a webhook and an e-mail when the settings ask for them.
+
+:func:`notify_failure` is the DAGs' ``on_failure_callback``. An alert that cannot be delivered is logged and
+never raises: a broken webhook must not hide the task failure it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+from collections.abc import Mapping
+from email.message import EmailMessage
+from typing import Any
+
+from lifeboat.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+#: Longest exception text carried by an alert.
+MAX_ERROR_CHARS = 2000
+
+
+def failure_details(context: Mapping[str, Any]) -> dict[str, str]:
+    """What an alert says about a failed task, from Airflow's task context."""
+    ti = context.get("task_instance") or context.get("ti")
+    dag_run = context.get("dag_run")
+    error = context.get("exception")
+    return {
+        "dag_id": str(getattr(ti, "dag_id", None) or getattr(dag_run, "dag_id", "unknown")),
+        "task_id": str(getattr(ti, "task_id", "unknown")),
+        "run_id": str(getattr(ti, "run_id", None) or context.get("run_id") or "unknown"),
+        "try_number": str(getattr(ti, "try_number", "")),
+        "error": (str(error) if error is not None else "no exception recorded")[:MAX_ERROR_CHARS],
+        "log_url": str(getattr(ti, "log_url", "") or ""),
+    }
+
+
+def alert_text(details: Mapping[str, str]) -> str:
+    """One readable paragraph for chat and e-mail."""
+    text = (
+        f"lifeboat: task {details['task_id']} of {details['dag_id']} failed "
+        f"(run {details['run_id']}, try {details['try_number']}): {details['error']}"
+    )
+    if details.get("log_url"):
+        text += f"\nlog: {details['log_url']}"
+    return text
+
+
+def send_webhook(url: str, details: Mapping[str, str], timeout: float = 10.0) -> None:
+    """POST the alert as JSON (``text`` for Slack-style hooks, plus every detail); raises on failure."""
+    import httpx
+
+    response = httpx.post(url, json={"text": alert_text(details), **details}, timeout=timeout)
+    response.raise_for_status()
+
+
+def send_email(settings: Settings, details: Mapping[str, str], timeout: float = 10.0) -> None:
+    """Send the alert by SMTP to ``settings.alert_emails``; raises on failure."""
+    message = EmailMessage()
+    message["Subject"] = f"[lifeboat] {details['dag_id']}.{details['task_id']} failed"
+    message["From"] = settings.alert_email_from
+    message["To"] = ", ".join(settings.alert_emails)
+    message.set_content(alert_text(details))
+    with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout) as smtp:
+        smtp.send_message(message)
+
+
+def notify_failure(context: Mapping[str, Any], settings: Settings | None = None) -> list[str]:
+    """Report a failed task: log it, then the webhook and e-mail configured; return the channels reached."""
+    settings = settings or get_settings()
+    details = failure_details(context)
+    logger.error("%s", alert_text(details))
+    reached = ["log"]
+    if settings.alert_webhook_url:
+        try:
+            send_webhook(settings.alert_webhook_url, details)
+            reached.append("webhook")
+        except Exception as exc:  # any failure to deliver is reported, never raised (see module doc)
+            logger.error("the failure alert could not be posted to the webhook: %s", exc)
+    if settings.alert_emails:
+        try:
+            send_email(settings, details)
+            reached.append("email")
+        except (OSError, smtplib.SMTPException) as exc:
+            logger.error("the failure alert could not be e-mailed: %s", exc)
+    return reached

@@ -1,0 +1,372 @@
+"""The steps of the retraining DAG (``dags/titanic_retrain.py``) as plain functions.
+
+The DAG file only wires these together; each function takes the settings (and the run's parameters) and
+returns a small JSON-ready dict for XCom: paths, versions, counts and decisions, never data or models.
+The Spark steps themselves run through SparkSubmitOperator with the arguments of :func:`plan_spark_jobs`.
+
+Every step is idempotent: running a run's step again overwrites that run's outputs and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from lifeboat import pipeline
+from lifeboat.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = ("lr", "rf", "gbt")
+#: Characters kept from an Airflow run id when it names a folder (the rest become ``_``).
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+class RetrainError(RuntimeError):
+    """A step of the retraining DAG cannot go on; the message says what is wrong and what to do."""
+
+
+class BadRunParams(RetrainError):  # noqa: N818 (reads as what happened)
+    """The parameters of a manual run are invalid."""
+
+
+class ServingReloadError(RetrainError):
+    """The prediction server did not take the new champion."""
+
+
+@dataclass(frozen=True)
+class RunParams:
+    """The parameters of one DAG run (the trigger form's fields)."""
+
+    families: tuple[str, ...]
+    required_improvement: float
+    dry_run: bool
+    retrain_without_changes: bool
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], settings: Settings) -> RunParams:
+        """Validate the DAG run's params; missing ones take the settings' values."""
+        raw_families = params.get("families") or list(settings.model_families)
+        if isinstance(raw_families, str):
+            raw_families = [f.strip() for f in raw_families.split(",") if f.strip()]
+        families = tuple(dict.fromkeys(str(f).strip().lower() for f in raw_families))
+        unknown = [f for f in families if f not in FAMILIES]
+        if unknown or not families:
+            raise BadRunParams(
+                f"families must be a non-empty list of {', '.join(FAMILIES)}; got {list(raw_families)!r}"
+            )
+        raw_improvement = params.get("required_improvement")
+        if raw_improvement is None:
+            raw_improvement = settings.gate_min_improvement
+        try:
+            improvement = float(raw_improvement)
+        except (TypeError, ValueError) as exc:
+            raise BadRunParams(f"required_improvement must be a number; got {raw_improvement!r}") from exc
+        if not math.isfinite(improvement) or not -1.0 <= improvement <= 1.0:
+            raise BadRunParams(f"required_improvement must lie in [-1, 1]; got {raw_improvement!r}")
+        return cls(
+            families=families,
+            required_improvement=improvement,
+            dry_run=_flag(params.get("dry_run"), "dry_run"),
+            retrain_without_changes=_flag(params.get("retrain_without_changes"), "retrain_without_changes"),
+        )
+
+    def apply(self, settings: Settings) -> Settings:
+        """The settings of this run: the run's families and required improvement over the defaults."""
+        return settings.model_copy(
+            update={"model_families": list(self.families), "gate_min_improvement": self.required_improvement}
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for XCom and the run's record)."""
+        data = asdict(self)
+        data["families"] = list(self.families)
+        return data
+
+
+def _flag(value: Any, name: str) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in {"true", "false"}:
+        return value.strip().lower() == "true"
+    raise BadRunParams(f"{name} must be true or false; got {value!r}")
+
+
+def folder_name(run_id: str) -> str:
+    """An Airflow run id (``manual__2026-11-27T05:00:00+00:00``) as a safe folder name."""
+    name = _UNSAFE.sub("_", run_id).strip("._")
+    if not name:
+        raise RetrainError(f"run id {run_id!r} has no usable characters")
+    return name
+
+
+@contextmanager
+def fail_without_retry(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn ``errors`` into Airflow's no-retry failure: retrying cannot fix bad data or a bad parameter."""
+    try:
+        yield
+    except errors as exc:
+        from airflow.exceptions import AirflowFailException
+
+        raise AirflowFailException(str(exc)) from exc
+
+
+# --- pull_data ----------------------------------------------------------------------------------------
+
+
+def pull_data(settings: Settings) -> dict[str, Any]:
+    """``dvc pull`` the tracked data, then fingerprint the files a training run reads.
+
+    ``new_data`` is true when the fingerprint differs from the champion's ``data_fingerprint`` tag (or
+    there is no champion yet): the files this run would train on are not the ones the champion saw.
+    """
+    from lifeboat import data, lineage, registry
+
+    data.pull(settings=settings)
+    files = data.training_files(settings)
+    fingerprint = data.fingerprint(files)
+    current = lineage.data_fingerprint(f.md5 for f in fingerprint.files)
+    registry.configure_mlflow(settings)
+    champion = registry.version_by_alias(settings.model_name, registry.CHAMPION)
+    champion_fingerprint = (champion.tags or {}).get("data_fingerprint") if champion is not None else None
+    result = {
+        "files": [str(f.path) for f in fingerprint.files],
+        "rows": fingerprint.total_rows,
+        "data_fingerprint": current,
+        "champion_version": str(champion.version) if champion is not None else None,
+        "champion_data_fingerprint": champion_fingerprint,
+        "new_data": champion_fingerprint != current,
+    }
+    logger.info(
+        "data: %d file(s), %d rows, fingerprint %s (champion's: %s)",
+        len(files),
+        fingerprint.total_rows,
+        current,
+        champion_fingerprint or "none",
+    )
+    return result
+
+
+# --- validate_data ------------------------------------------------------------------------------------
+
+
+def validate_data(settings: Settings) -> dict[str, Any]:
+    """Validate every file a training run reads; raise ``DataValidationError`` naming file, row and column."""
+    from lifeboat import data
+    from lifeboat.schema import validate_csv
+
+    checked: list[dict[str, Any]] = []
+    total = 0
+    for path in data.training_files(settings):
+        summary = validate_csv(path)
+        checked.append({"path": str(path), "rows": summary.rows})
+        total += summary.rows
+    logger.info("validated %d file(s), %d rows: no problem found", len(checked), total)
+    return {"files": checked, "rows": total}
+
+
+# --- drift_report -------------------------------------------------------------------------------------
+
+
+def drift_report(settings: Settings, run_id: str, new_data: bool) -> dict[str, Any]:
+    """Write this run's drift report: the newest batch when there is new data, else the request window.
+
+    Returns the report's summary without per-column detail (``status`` is ``skipped`` with the reason when
+    there is nothing to compare, e.g. no batch and no logged requests). The report files are also logged to
+    MLflow (a run named ``drift <run id>`` in the experiment).
+    """
+    from lifeboat import drift, monitoring, registry
+
+    name = folder_name(run_id)
+    has_batches = bool(monitoring.newest_batches(settings))
+    source: monitoring.CurrentSource = "batch" if new_data and has_batches else "requests"
+    try:
+        summary = monitoring.run_drift(settings, source, name=name)
+    except (monitoring.MonitoringError, drift.DriftError) as exc:
+        logger.warning("no drift report for %s: %s", run_id, exc)
+        return {"name": name, "status": "skipped", "dataset_drift": False, "message": str(exc)}
+    registry.configure_mlflow(settings)
+    _log_drift_run(settings, summary, run_id)
+    result = summary.to_dict()
+    result.pop("columns", None)
+    logger.info("drift report %s: %s", summary.name, summary.message)
+    return result
+
+
+def _log_drift_run(settings: Settings, summary: Any, run_id: str) -> None:
+    import mlflow
+
+    from lifeboat import drift
+
+    mlflow.set_experiment(settings.experiment_name)
+    tags = {"lifeboat.kind": "drift", "airflow_run_id": run_id}
+    with mlflow.start_run(run_name=f"drift {run_id}", tags=tags):
+        mlflow.log_metrics(
+            {"drift_share": float(summary.share_drifted), "drifted_columns": len(summary.drifted_columns)}
+        )
+        mlflow.set_tag("drift.status", summary.status)
+        drift.log_to_mlflow(summary)
+
+
+# --- decide -------------------------------------------------------------------------------------------
+
+
+def decide_training(
+    settings: Settings, params: RunParams, pulled: Mapping[str, Any], drift_summary: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Whether this run trains, and why: no champion yet, the run's override, or the drift policy."""
+    from lifeboat.drift import should_retrain
+
+    if not pulled.get("champion_version"):
+        return {"train": True, "reason": "no champion yet: the first model is trained"}
+    if params.retrain_without_changes:
+        return {"train": True, "reason": "retrain_without_changes is set for this run"}
+    summary = None if drift_summary.get("status") == "skipped" else drift_summary
+    train, reason = should_retrain(summary, bool(pulled.get("new_data")), settings.drift_policy)
+    return {"train": train, "reason": reason}
+
+
+def plan_spark_jobs(settings: Settings, run_id: str, params: RunParams) -> dict[str, Any]:
+    """The run folder and the spark-submit arguments of jobs/preprocess.py and jobs/train.py."""
+    run_settings = params.apply(settings)
+    folder = pipeline.run_dir(settings, folder_name(run_id))
+    folder.mkdir(parents=True, exist_ok=True)
+    preprocess_output = folder / "preprocess"
+    return {
+        "run_folder": folder_name(run_id),
+        "run_dir": str(folder.resolve()),
+        "preprocess_application": str(pipeline.jobs_dir() / "preprocess.py"),
+        "train_application": str(pipeline.jobs_dir() / "train.py"),
+        "preprocess_args": pipeline.preprocess_args(run_settings, preprocess_output),
+        "train_args": pipeline.train_args(
+            run_settings, preprocess_output, folder / "train", list(params.families)
+        ),
+    }
+
+
+# --- gate and promotion -------------------------------------------------------------------------------
+
+
+def evaluate_gate(settings: Settings, run_id: str, params: RunParams) -> dict[str, Any]:
+    """Score challenger and champion on the run's holdout; record the decision (tags + ``gate.json``)."""
+    result = pipeline.evaluate_run(params.apply(settings), folder_name(run_id), dry_run=params.dry_run)
+    return _gate_summary(result)
+
+
+def promotion_branch(gate: Mapping[str, Any], promote_task: str, skip_task: str) -> str:
+    """The task to follow the gate: ``promote_task`` only for a passed gate outside a dry run."""
+    if gate.get("passed") and not gate.get("dry_run"):
+        return promote_task
+    why = "dry run" if gate.get("dry_run") else "gate rejected the challenger"
+    logger.info("not promoting version %s: %s", gate.get("version"), why)
+    return skip_task
+
+
+def promote(settings: Settings, run_id: str) -> dict[str, Any]:
+    """Move the aliases after a passed gate (see :func:`lifeboat.pipeline.promote_run`)."""
+    return _gate_summary(pipeline.promote_run(settings, folder_name(run_id)))
+
+
+def _gate_summary(result: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("model_name", "version", "passed", "promoted", "dry_run", "champion_version", "reasons")
+    summary = {k: result.get(k) for k in keys}
+    summary["demoted_version"] = result.get("demoted_version")
+    return summary
+
+
+# --- reload_serving -----------------------------------------------------------------------------------
+
+
+def reload_serving(
+    settings: Settings, expected_version: str, *, poll_seconds: float = 1.0, timeout: float | None = None
+) -> dict[str, Any]:
+    """Tell the prediction server to reload, then wait until it serves ``expected_version``.
+
+    Raises :class:`ServingReloadError` when the server is unreachable, refuses the reload, or does not
+    report the version in time (``settings.reload_wait_seconds``). A missing or wrong token is a
+    configuration error and fails without retrying (the caller wraps it).
+    """
+    import httpx
+
+    base = settings.serving_url.rstrip("/")
+    token = settings.reload_token.get_secret_value() if settings.reload_token else ""
+    if not token:
+        raise ServingReloadError("LIFEBOAT_RELOAD_TOKEN is not set: the server cannot be told to reload")
+    wait = settings.reload_wait_seconds if timeout is None else timeout
+    try:
+        response = httpx.post(
+            f"{base}/admin/reload",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=max(wait, 10.0),
+        )
+    except httpx.HTTPError as exc:
+        raise ServingReloadError(f"cannot reach the prediction server at {base}: {exc}") from exc
+    detail = _detail(response)
+    if response.status_code in (401, 403):
+        raise ReloadRefused(
+            f"the prediction server at {base} refused the reload token ({response.status_code}: {detail})"
+        )
+    if response.status_code not in (200, 202):
+        raise ServingReloadError(
+            f"the prediction server at {base} did not reload ({response.status_code}: {detail})"
+        )
+    served = _wait_for_version(base, expected_version, wait, poll_seconds)
+    logger.info("the prediction server at %s serves version %s", base, served)
+    return {"url": base, "served_version": served, "reload_status": response.status_code}
+
+
+class ReloadRefused(ServingReloadError):  # noqa: N818
+    """The server refused the reload token: a configuration error that retrying cannot fix."""
+
+
+def _detail(response: Any) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:300]
+    return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:300]
+
+
+def _wait_for_version(base: str, expected: str, timeout: float, poll_seconds: float) -> str:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            response = httpx.get(f"{base}/model", timeout=10.0)
+            if response.status_code == 200:
+                served = str(response.json().get("model_version"))
+                if served == str(expected):
+                    return served
+                last = f"serves version {served}"
+            else:
+                last = f"/model answered {response.status_code}"
+        except httpx.HTTPError as exc:
+            last = f"unreachable ({exc})"
+        if time.monotonic() >= deadline:
+            raise ServingReloadError(
+                f"the prediction server at {base} does not serve version {expected} after {timeout:g} s: "
+                f"it {last}"
+            )
+        time.sleep(poll_seconds)
+
+
+# --- rollback -----------------------------------------------------------------------------------------
+
+
+def rollback(settings: Settings, reason: str, actor: str) -> dict[str, Any]:
+    """Swap ``champion`` back to ``previous_champion`` (verified first) and record who and why."""
+    from lifeboat import registry
+
+    registry.configure_mlflow(settings)
+    demoted, restored = registry.rollback(settings.model_name, reason, actor)
+    return {"model_name": settings.model_name, "demoted_version": demoted, "restored_version": restored}

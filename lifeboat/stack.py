@@ -1,0 +1,488 @@
+"""The embedded stack of ``make run``: MLflow server, prediction server and ``airflow standalone``.
+
+Three background processes on loopback, every byte of their state under the state folder
+(``.lifeboat/`` by default, git-ignored)::
+
+    .lifeboat/secrets.json   generated once (mode 0600): Airflow admin password, JWT secret, API secret key,
+                             Fernet key, the prediction server's reload token
+    .lifeboat/airflow/       AIRFLOW_HOME: SQLite metadata DB, logs, airflow.cfg
+    .lifeboat/mlflow.db      MLflow tracking + registry (SQLite), artifacts in .lifeboat/mlartifacts/
+    .lifeboat/pids/<name>.json, .lifeboat/logs/<name>.log   one per process
+
+Each process is its own session (process group), so :func:`stop` ends it with everything it spawned; a pid
+file records the process's start time too, so a pid reused by an unrelated process is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lifeboat.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+AIRFLOW_USER = "admin"
+SERVICES = ("mlflow", "serving", "airflow")
+SECRET_NAMES = ("airflow_admin_password", "airflow_jwt_secret", "airflow_api_secret_key", "reload_token")
+RETRAIN_DAG = "titanic_retrain"
+ROLLBACK_DAG = "titanic_rollback"
+
+
+class StackError(RuntimeError):
+    """A process of the stack did not start, answer or stop; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    """Where the stack keeps its state."""
+
+    root: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StackPaths:
+        """The paths under ``settings.state_dir`` (made absolute)."""
+        return cls(Path(settings.state_dir).resolve())
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.root / "airflow"
+
+    @property
+    def pids(self) -> Path:
+        return self.root / "pids"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def secrets_file(self) -> Path:
+        return self.root / "secrets.json"
+
+    def pid_file(self, name: str) -> Path:
+        return self.pids / f"{name}.json"
+
+    def log_file(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+
+@dataclass(frozen=True)
+class Service:
+    """One process of the stack: how to start it and how to tell that it answers."""
+
+    name: str
+    command: list[str]
+    env: dict[str, str]
+    health_url: str
+    url: str
+    start_timeout: float
+    cwd: Path = field(default_factory=Path.cwd)
+
+
+# --- secrets ------------------------------------------------------------------------------------------
+
+
+def _fernet_key() -> str:
+    from cryptography.fernet import Fernet
+
+    return Fernet.generate_key().decode()
+
+
+def load_secrets(paths: StackPaths) -> dict[str, str]:
+    """The stack's secrets, generated on first use and kept (mode 0600) in ``secrets.json``.
+
+    A secret the file lacks is generated and added; existing ones are never replaced, so the Airflow
+    password and the Fernet key stay valid across restarts.
+    """
+    stored: dict[str, str] = {}
+    if paths.secrets_file.is_file():
+        try:
+            stored = json.loads(paths.secrets_file.read_text())
+        except json.JSONDecodeError as exc:
+            raise StackError(f"{paths.secrets_file} is not valid JSON ({exc}); fix or delete it") from exc
+    wanted = {name: lambda: secrets.token_urlsafe(32) for name in SECRET_NAMES}
+    wanted["airflow_fernet_key"] = _fernet_key
+    missing = {name: make() for name, make in wanted.items() if not stored.get(name)}
+    if missing:
+        stored.update(missing)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        tmp = paths.secrets_file.with_name(".secrets.json.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(stored, handle, indent=2, sort_keys=True)
+        os.replace(tmp, paths.secrets_file)
+    os.chmod(paths.secrets_file, 0o600)
+    return stored
+
+
+def write_airflow_password(paths: StackPaths, password: str) -> Path:
+    """Fix the admin password of Airflow's SimpleAuthManager (it reads this file; mode 0600)."""
+    paths.airflow_home.mkdir(parents=True, exist_ok=True)
+    target = paths.airflow_home / "simple_auth_manager_passwords.json.generated"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({AIRFLOW_USER: password}, handle)
+    return target
+
+
+# --- the three services -------------------------------------------------------------------------------
+
+
+def _bin(name: str) -> str:
+    """An executable of this environment (``.venv/bin/<name>``)."""
+    return str(Path(sys.executable).parent / name)
+
+
+def urls(settings: Settings) -> dict[str, str]:
+    """Where each service answers."""
+    return {
+        "airflow": f"http://127.0.0.1:{settings.airflow_port}",
+        "mlflow": f"http://127.0.0.1:{settings.mlflow_port}",
+        "serving": f"http://127.0.0.1:{settings.serving_port}",
+    }
+
+
+def lifeboat_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[str, str]) -> dict[str, str]:
+    """The ``LIFEBOAT_*`` settings every process of the stack shares (absolute paths, loopback URLs)."""
+    where = urls(settings)
+
+    def absolute(path: Path) -> str:
+        return str(path if path.is_absolute() else (repo / path).resolve())
+
+    return {
+        "LIFEBOAT_STATE_DIR": str(paths.root),
+        "LIFEBOAT_RAW_DATA": absolute(Path(settings.raw_data)),
+        "LIFEBOAT_UNLABELLED_DATA": absolute(Path(settings.unlabelled_data)),
+        "LIFEBOAT_INCOMING_DIR": absolute(Path(settings.incoming_dir)),
+        "LIFEBOAT_MLFLOW_TRACKING_URI": where["mlflow"],
+        "LIFEBOAT_MLFLOW_UI_URL": where["mlflow"],
+        "LIFEBOAT_SERVING_URL": where["serving"],
+        "LIFEBOAT_SERVING_PORT": str(settings.serving_port),
+        "LIFEBOAT_AIRFLOW_PORT": str(settings.airflow_port),
+        "LIFEBOAT_MLFLOW_PORT": str(settings.mlflow_port),
+        "LIFEBOAT_RELOAD_TOKEN": found["reload_token"],
+        "MLFLOW_TRACKING_URI": where["mlflow"],
+    }
+
+
+def airflow_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[str, str]) -> dict[str, str]:
+    """The environment of ``airflow standalone`` (inherited by the scheduler, its tasks and spark-submit)."""
+    port = settings.airflow_port
+    return {
+        "AIRFLOW_HOME": str(paths.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
+        "AIRFLOW__CORE__FERNET_KEY": found["airflow_fernet_key"],
+        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(port),
+        "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+        "AIRFLOW__API__SECRET_KEY": found["airflow_api_secret_key"],
+        "AIRFLOW__API_AUTH__JWT_SECRET": found["airflow_jwt_secret"],
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+        "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark_master}),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+
+
+def services(settings: Settings, repo: Path, paths: StackPaths) -> list[Service]:
+    """The stack's processes in start order: MLflow, the prediction server, Airflow."""
+    found = load_secrets(paths)
+    where = urls(settings)
+    base = dict(os.environ)
+    base["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}"
+    shared = {**base, **lifeboat_env(settings, repo, paths, found)}
+    mlflow = Service(
+        name="mlflow",
+        command=[
+            _bin("mlflow"),
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{paths.root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(paths.root / "mlartifacts"),
+            "--serve-artifacts",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(settings.mlflow_port),
+            "--workers",
+            "1",
+        ],
+        env=shared,
+        health_url=f"{where['mlflow']}/health",
+        url=where["mlflow"],
+        start_timeout=120.0,
+        cwd=repo,
+    )
+    serving = Service(
+        name="serving",
+        command=[_bin("lifeboat"), "serve", "--host", "127.0.0.1", "--port", str(settings.serving_port)],
+        env=shared,
+        health_url=f"{where['serving']}/health",
+        url=where["serving"],
+        start_timeout=90.0,
+        cwd=repo,
+    )
+    airflow = Service(
+        name="airflow",
+        command=[_bin("airflow"), "standalone"],
+        env={**shared, **airflow_env(settings, repo, paths, found)},
+        health_url=f"{where['airflow']}/api/v2/monitor/health",
+        url=where["airflow"],
+        start_timeout=300.0,
+        cwd=repo,
+    )
+    return [mlflow, serving, airflow]
+
+
+# --- processes ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """What a pid file holds: the pid, its start time (to detect reuse) and the command."""
+
+    pid: int
+    create_time: float
+    command: list[str]
+
+
+def _create_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def read_record(paths: StackPaths, name: str) -> ProcessRecord | None:
+    """The pid file of ``name`` (None when there is none or it is unreadable)."""
+    path = paths.pid_file(name)
+    try:
+        data = json.loads(path.read_text())
+        return ProcessRecord(int(data["pid"]), float(data["create_time"]), list(data["command"]))
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError) as exc:
+        logger.warning("ignoring unreadable pid file %s: %s", path, exc)
+        return None
+
+
+def running_pid(paths: StackPaths, name: str) -> int | None:
+    """The pid of ``name`` if the process its pid file names still runs (same pid AND start time)."""
+    record = read_record(paths, name)
+    if record is None:
+        return None
+    started = _create_time(record.pid)
+    if started is None or abs(started - record.create_time) > 1.0:
+        return None
+    import psutil
+
+    try:
+        if psutil.Process(record.pid).status() == psutil.STATUS_ZOMBIE:
+            return None
+    except psutil.NoSuchProcess:
+        return None
+    return record.pid
+
+
+def start(service: Service, paths: StackPaths) -> int:
+    """Start ``service`` in its own session, output appended to its log; record its pid."""
+    paths.pids.mkdir(parents=True, exist_ok=True)
+    paths.logs.mkdir(parents=True, exist_ok=True)
+    log = paths.log_file(service.name).open("ab")
+    try:
+        process = subprocess.Popen(
+            service.command,
+            cwd=service.cwd,
+            env=service.env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise StackError(f"cannot start {service.name} ({service.command[0]}): {exc}") from exc
+    finally:
+        log.close()
+    created = _create_time(process.pid) or time.time()
+    record = {"pid": process.pid, "create_time": created, "command": service.command}
+    paths.pid_file(service.name).write_text(json.dumps(record))
+    logger.info("started %s (pid %d), log %s", service.name, process.pid, paths.log_file(service.name))
+    return process.pid
+
+
+def stop(paths: StackPaths, name: str, timeout: float = 30.0) -> bool:
+    """Stop ``name`` and its process group (SIGTERM, then SIGKILL after ``timeout``); True if it ran."""
+    pid = running_pid(paths, name)
+    if pid is None:
+        paths.pid_file(name).unlink(missing_ok=True)
+        return False
+    import psutil
+
+    try:
+        group = os.getpgid(pid)
+    except ProcessLookupError:
+        paths.pid_file(name).unlink(missing_ok=True)
+        return False
+    members = _group_members(group)
+    _signal_group(group, signal.SIGTERM)
+    _, alive = psutil.wait_procs(members, timeout=timeout)
+    if alive:
+        logger.warning("%s did not stop within %g s: killing %d process(es)", name, timeout, len(alive))
+        _signal_group(group, signal.SIGKILL)
+        psutil.wait_procs(alive, timeout=10)
+    paths.pid_file(name).unlink(missing_ok=True)
+    logger.info("stopped %s (pid %d)", name, pid)
+    return True
+
+
+def _group_members(group: int) -> list[Any]:
+    import psutil
+
+    members = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(process.pid) == group:
+                members.append(process)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return members
+
+
+def _signal_group(group: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, sig)
+
+
+def log_tail(paths: StackPaths, name: str, lines: int = 30) -> str:
+    """The last lines of a service's log (for error messages)."""
+    path = paths.log_file(name)
+    if not path.is_file():
+        return "(no log)"
+    with path.open("rb") as handle:
+        handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, handle.tell() - 20_000))
+        text = handle.read().decode(errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def answers(url: str, timeout: float = 3.0) -> bool:
+    """Whether ``url`` answers 200."""
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until_healthy(service: Service, paths: StackPaths) -> None:
+    """Wait for the service's health URL; fail with its log tail when it dies or times out."""
+    deadline = time.monotonic() + service.start_timeout
+    while not answers(service.health_url):
+        if running_pid(paths, service.name) is None:
+            raise StackError(
+                f"{service.name} exited during start-up; last lines of {paths.log_file(service.name)}:\n"
+                + log_tail(paths, service.name)
+            )
+        if time.monotonic() > deadline:
+            raise StackError(
+                f"{service.name} did not answer {service.health_url} within {service.start_timeout:g} s; "
+                f"last lines of {paths.log_file(service.name)}:\n" + log_tail(paths, service.name)
+            )
+        time.sleep(1.0)
+
+
+def ensure_running(service: Service, paths: StackPaths, say: Callable[[str], None]) -> str:
+    """Start ``service`` unless it already runs; wait until it answers. Returns what was done."""
+    pid = running_pid(paths, service.name)
+    if pid is not None:
+        say(f"{service.name}: already running (pid {pid})")
+        action = "reused"
+    else:
+        if answers(service.health_url):
+            raise StackError(
+                f"something else answers {service.health_url}: the port of {service.name} is taken by a "
+                "process this stack did not start (stop it, or choose another port in the settings)"
+            )
+        pid = start(service, paths)
+        say(f"{service.name}: starting (pid {pid}, log {paths.log_file(service.name)})")
+        action = "started"
+    wait_until_healthy(service, paths)
+    say(f"{service.name}: ready at {service.url}")
+    return action
+
+
+def up(settings: Settings, repo: Path, say: Callable[[str], None] = print) -> dict[str, str]:
+    """Start (or reuse) MLflow, the prediction server and Airflow; return what was done per service."""
+    paths = StackPaths.from_settings(settings)
+    found = load_secrets(paths)
+    write_airflow_password(paths, found["airflow_admin_password"])
+    done = {}
+    for service in services(settings, repo, paths):
+        try:
+            done[service.name] = ensure_running(service, paths, say)
+        except StackError:
+            say(f"{service.name}: failed to start; stopping what this call started")
+            for name, action in done.items():
+                if action == "started":
+                    stop(paths, name)
+            stop(paths, service.name)
+            raise
+    return done
+
+
+def down(settings: Settings, say: Callable[[str], None] = print) -> list[str]:
+    """Stop every process of the stack (reverse start order); return the names that were running."""
+    paths = StackPaths.from_settings(settings)
+    stopped = []
+    for name in reversed(SERVICES):
+        if stop(paths, name):
+            stopped.append(name)
+            say(f"{name}: stopped")
+        else:
+            say(f"{name}: not running")
+    return stopped
+
+
+def status(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Per service: pid (or None), whether its health URL answers, and its URL."""
+    paths = StackPaths.from_settings(settings)
+    where = urls(settings)
+    health = {
+        "mlflow": f"{where['mlflow']}/health",
+        "serving": f"{where['serving']}/health",
+        "airflow": f"{where['airflow']}/api/v2/monitor/health",
+    }
+    return {
+        name: {"pid": running_pid(paths, name), "healthy": answers(health[name]), "url": where[name]}
+        for name in SERVICES
+    }
+
+
+def airflow_client(settings: Settings) -> Any:
+    """An :class:`lifeboat.airflow_api.AirflowClient` logged in as the stack's admin."""
+    from lifeboat.airflow_api import AirflowClient
+
+    found = load_secrets(StackPaths.from_settings(settings))
+    return AirflowClient(urls(settings)["airflow"], AIRFLOW_USER, found["airflow_admin_password"])
