@@ -27,7 +27,7 @@ ROWS ?= 20
 URL ?= http://127.0.0.1:8000
 BENCH_ARGS ?=
 
-.PHONY: help venv check-java lint format test test-unit pull preprocess train serve smoke bench clean
+.PHONY: help venv check-java lint format test test-unit pull run stop status preprocess train serve smoke bench bench-dag clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -84,6 +84,15 @@ test-unit: venv pull ## only the unit tests (-m unit)
 pull: venv ## fetch the DVC-tracked data from the DVC remote (the bundled one by default)
 	"$(LIFEBOAT)" pull
 
+run: venv check-java pull ## the platform on this machine: MLflow, serving, Airflow + the first retraining run (TRIGGER=1: a new run)
+	"$(LIFEBOAT)" up $(if $(TRIGGER),--trigger,)
+
+stop: ## stop every process `make run` started (by recorded pid, nothing else)
+	@if [ -x "$(LIFEBOAT)" ]; then "$(LIFEBOAT)" down; else echo "nothing to stop: $(VENV) does not exist"; fi
+
+status: ## which processes of `make run` run, and whether they answer
+	@if [ -x "$(LIFEBOAT)" ]; then "$(LIFEBOAT)" status; else echo "nothing runs: $(VENV) does not exist"; exit 1; fi
+
 preprocess: venv check-java pull ## Spark preprocessing of the training data (local[*] by default)
 	"$(LIFEBOAT)" preprocess
 
@@ -96,9 +105,13 @@ serve: venv ## run the FastAPI prediction server
 smoke: venv pull ## post ROWS random rows of data/raw/test.csv to the server at URL and check every answer
 	"$(BIN)/python" tests/test_script.py --input data/raw/test.csv --rows $(ROWS) --url $(URL)
 
-bench: venv check-java pull ## serving benchmark, then drift benchmark: tables printed, JSON in bench-results/ (BENCH_ARGS)
+bench: venv check-java pull ## serving, drift and DAG-run benchmarks: tables printed, JSON in bench-results/ (BENCH_ARGS: serving options)
 	"$(BIN)/python" benchmarks/bench_serving.py $(BENCH_ARGS)
 	"$(BIN)/python" benchmarks/bench_drift.py
+	"$(BIN)/python" benchmarks/bench_dag.py
+
+bench-dag: venv check-java pull ## only the DAG-run benchmark (one full titanic_retrain run on a fresh stack, by task)
+	"$(BIN)/python" benchmarks/bench_dag.py
 
 clean: ## remove lifeboat's local state (.lifeboat: MLflow store, runs, reports) after confirmation
 	@if [ ! -e .lifeboat ]; then echo "nothing to clean: .lifeboat does not exist"; exit 0; fi; \

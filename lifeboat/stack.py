@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,13 +204,18 @@ def airflow_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[s
     }
 
 
-def services(settings: Settings, repo: Path, paths: StackPaths) -> list[Service]:
-    """The stack's processes in start order: MLflow, the prediction server, Airflow."""
+def services(
+    settings: Settings, repo: Path, paths: StackPaths, extra_env: Mapping[str, str] | None = None
+) -> list[Service]:
+    """The stack's processes in start order: MLflow, the prediction server, Airflow.
+
+    ``extra_env`` is added to every process's environment last (tests use it to shorten training).
+    """
     found = load_secrets(paths)
     where = urls(settings)
     base = dict(os.environ)
     base["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}"
-    shared = {**base, **lifeboat_env(settings, repo, paths, found)}
+    shared = {**base, **lifeboat_env(settings, repo, paths, found), **(extra_env or {})}
     mlflow = Service(
         name="mlflow",
         command=[
@@ -246,7 +251,7 @@ def services(settings: Settings, repo: Path, paths: StackPaths) -> list[Service]
     airflow = Service(
         name="airflow",
         command=[_bin("airflow"), "standalone"],
-        env={**shared, **airflow_env(settings, repo, paths, found)},
+        env={**shared, **airflow_env(settings, repo, paths, found), **(extra_env or {})},
         health_url=f"{where['airflow']}/api/v2/monitor/health",
         url=where["airflow"],
         start_timeout=300.0,
@@ -433,13 +438,18 @@ def ensure_running(service: Service, paths: StackPaths, say: Callable[[str], Non
     return action
 
 
-def up(settings: Settings, repo: Path, say: Callable[[str], None] = print) -> dict[str, str]:
+def up(
+    settings: Settings,
+    repo: Path,
+    say: Callable[[str], None] = print,
+    extra_env: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Start (or reuse) MLflow, the prediction server and Airflow; return what was done per service."""
     paths = StackPaths.from_settings(settings)
     found = load_secrets(paths)
     write_airflow_password(paths, found["airflow_admin_password"])
     done = {}
-    for service in services(settings, repo, paths):
+    for service in services(settings, repo, paths, extra_env):
         try:
             done[service.name] = ensure_running(service, paths, say)
         except StackError:

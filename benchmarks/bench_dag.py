@@ -1,0 +1,180 @@
+"""Benchmark of one full `titanic_retrain` run on the embedded stack, broken down by task.
+
+Run: ``.venv/bin/python benchmarks/bench_dag.py`` (``make bench``). Starts the same stack as ``make run``
+(MLflow server, prediction server, ``airflow standalone``) on free loopback ports, its state in a temporary
+folder, triggers one run with the default settings (891 rows, lr + rf + gbt, 5 CV folds, Spark local[*]),
+and measures:
+
+* per task: queued → start → end, from Airflow's task instances (duration as Airflow reports it);
+* trigger → served: from the REST call that creates the run to the first moment the prediction server's
+  ``/model`` reports the new champion (polled every 0.5 s);
+* DAG parse time: ``DagBag`` over dags/ in a fresh interpreter (median of N), excluding Airflow's own import.
+
+Target (issue #5): trigger → served <= 4 minutes on a 2-core machine. Prints a markdown table and writes
+``bench-results/dag.json``. ``--families lr`` (or ``LIFEBOAT_*`` variables) changes the configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from lifeboat import stack
+from lifeboat.settings import Settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUTPUT = REPO_ROOT / "bench-results" / "dag.json"
+TARGET_SECONDS = 240.0
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def parse_seconds(rounds: int) -> list[float]:
+    """Time DagBag over dags/ in fresh interpreters (Airflow imported before the clock starts)."""
+    code = (
+        "import time, os;"
+        "from airflow.dag_processing.dagbag import DagBag;"
+        "t = time.perf_counter();"
+        f"b = DagBag(dag_folder={str(REPO_ROOT / 'dags')!r});"
+        "assert not b.import_errors, b.import_errors;"
+        "print(time.perf_counter() - t)"
+    )
+    seconds = []
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        for _ in range(rounds):
+            done = subprocess.run(
+                [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+            )
+            seconds.append(float(done.stdout.strip().splitlines()[-1]))
+    return seconds
+
+
+def _watch_served(url: str, before: str | None, seen: dict[str, Any], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            response = httpx.get(f"{url}/model", timeout=5)
+            if response.status_code == 200:
+                version = str(response.json()["model_version"])
+                if version != before:
+                    seen["version"] = version
+                    seen["at"] = time.monotonic()
+                    return
+        except httpx.HTTPError:
+            pass
+        stop.wait(0.5)
+
+
+def run(families: list[str] | None, timeout: float) -> dict[str, Any]:
+    """Start the stack, run the DAG once, stop the stack; return the measurements."""
+    with tempfile.TemporaryDirectory(prefix="lifeboat-bench-dag-") as tmp:
+        root = Path(tmp)
+        (root / "incoming").mkdir()
+        settings = Settings(
+            state_dir=root / "state",
+            incoming_dir=root / "incoming",
+            raw_data=REPO_ROOT / "data" / "raw" / "titanic.csv",
+            unlabelled_data=REPO_ROOT / "data" / "raw" / "test.csv",
+            airflow_port=free_port(),
+            mlflow_port=free_port(),
+            serving_port=free_port(),
+        )
+        extra = {"LIFEBOAT_MODEL_FAMILIES": json.dumps(families)} if families else {}
+        started = time.monotonic()
+        try:
+            stack.up(settings, REPO_ROOT, say=lambda line: print(line, file=sys.stderr), extra_env=extra)
+            stack_seconds = time.monotonic() - started
+            urls = stack.urls(settings)
+            with stack.airflow_client(settings) as client:
+                client.wait_for_dag(stack.RETRAIN_DAG)
+                client.set_paused(stack.RETRAIN_DAG, False)
+                seen: dict[str, Any] = {}
+                stop = threading.Event()
+                watcher = threading.Thread(target=_watch_served, args=(urls["serving"], None, seen, stop))
+                watcher.start()
+                triggered = time.monotonic()
+                run_id = client.trigger(stack.RETRAIN_DAG, note="benchmarks/bench_dag.py")
+                result = client.wait_for_run(stack.RETRAIN_DAG, run_id, timeout=timeout)
+                finished = time.monotonic()
+                watcher.join(timeout=30)
+                stop.set()
+                tasks = client.task_states(stack.RETRAIN_DAG, run_id)
+        finally:
+            stack.down(settings, say=lambda line: print(line, file=sys.stderr))
+    return {
+        "run_id": run_id,
+        "state": result.get("state"),
+        "stack_start_seconds": round(stack_seconds, 1),
+        "trigger_to_finished_seconds": round(finished - triggered, 1),
+        "trigger_to_served_seconds": round(seen["at"] - triggered, 1) if "at" in seen else None,
+        "served_version": seen.get("version"),
+        "tasks": [
+            {"task_id": t.task_id, "state": t.state, "seconds": round(t.duration, 1) if t.duration else None}
+            for t in tasks
+        ],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--families", default=None, help="comma-separated model families (default: settings)")
+    parser.add_argument("--parse-rounds", type=int, default=5)
+    parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    args = parser.parse_args(argv)
+
+    parse = parse_seconds(args.parse_rounds)
+    families = args.families.split(",") if args.families else None
+    measured = run(families, args.timeout)
+    report = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+        "families": families or Settings().model_families,
+        "dag_parse_seconds": {
+            "median": round(statistics.median(parse), 3),
+            "all": [round(s, 3) for s in parse],
+        },
+        **measured,
+        "target_trigger_to_served_seconds": TARGET_SECONDS,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2))
+
+    families_text = ", ".join(report["families"])
+    print(f"\n### One `titanic_retrain` run ({families_text}; run state: {report['state']})\n")
+    print("| task | state | seconds |\n|---|---|---|")
+    for task in report["tasks"]:
+        seconds = task["seconds"] if task["seconds"] is not None else "-"
+        print(f"| {task['task_id']} | {task['state']} | {seconds} |")
+    served = report["trigger_to_served_seconds"]
+    print(
+        f"\ntrigger → new champion served: {served} s (target ≤ {TARGET_SECONDS:.0f} s); "
+        f"trigger → run finished: {report['trigger_to_finished_seconds']} s; "
+        f"stack start: {report['stack_start_seconds']} s; "
+        f"DAG parse median {report['dag_parse_seconds']['median']} s; "
+        f"load average at the end {report['machine']['load'][0]:.1f}"
+    )
+    return 0 if report["state"] == "success" and served is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

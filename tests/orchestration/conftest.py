@@ -1,0 +1,113 @@
+"""The real stack for the orchestration tests: `lifeboat up` machinery (MLflow server, uvicorn, `airflow
+standalone`) on free loopback ports, with its state in a temporary folder, started once per session.
+
+Training is shortened for the tests (logistic regression only, 3 CV folds) through the same LIFEBOAT_*
+variables a user would set; everything else is the configuration `make run` uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from lifeboat import stack
+from lifeboat.airflow_api import AirflowClient
+from lifeboat.settings import Settings
+from tests.conftest import REPO_ROOT
+from tests.serving.serving_support import free_port
+
+RETRAIN = stack.RETRAIN_DAG
+ROLLBACK = stack.ROLLBACK_DAG
+#: What the tests change in the stack's environment: shorter training, quicker retries and polling.
+TEST_ENV = {
+    "LIFEBOAT_MODEL_FAMILIES": '["lr"]',
+    "LIFEBOAT_CV_FOLDS": "3",
+    "LIFEBOAT_TASK_RETRIES": "1",
+    "LIFEBOAT_TASK_RETRY_DELAY_SECONDS": "2",
+    "LIFEBOAT_REGISTRY_POLL_SECONDS": "2",
+    "LIFEBOAT_RELOAD_WAIT_SECONDS": "30",
+    "LIFEBOAT_SPARK_DRIVER_MEMORY": "1g",
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+    "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+}
+RUN_TIMEOUT = 900.0
+
+
+@dataclass
+class LiveStack:
+    """The running stack: its settings, an Airflow client logged in as admin, and the service URLs."""
+
+    settings: Settings
+    client: AirflowClient
+    urls: dict[str, str]
+    incoming: Path
+    password: str
+
+    def trigger_and_wait(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Trigger a run with ``conf`` and wait for it to finish; return the run (with task states)."""
+        run_id = self.client.trigger(dag_id, conf or {})
+        run = self.client.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
+        run["tasks"] = {t.task_id: t.state for t in self.client.task_states(dag_id, run_id)}
+        return run
+
+    def champion(self) -> str | None:
+        """The version the registry's ``champion`` alias points at (None when there is none)."""
+        from mlflow import MlflowClient
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = MlflowClient(tracking_uri=self.urls["mlflow"]).get_model_version_by_alias(
+                self.settings.model_name, "champion"
+            )
+        except MlflowException:
+            return None
+        return str(version.version)
+
+    def served_version(self) -> str | None:
+        """The version the prediction server reports on /model (None: no model loaded)."""
+        response = httpx.get(f"{self.urls['serving']}/model", timeout=10)
+        return str(response.json()["model_version"]) if response.status_code == 200 else None
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
+    """Start MLflow, serving and Airflow exactly as `make run` does (other ports, temporary state)."""
+    root = tmp_path_factory.mktemp("stack")
+    incoming = root / "incoming"
+    incoming.mkdir()
+    settings = Settings(
+        state_dir=root / "state",
+        incoming_dir=incoming,
+        raw_data=REPO_ROOT / "data" / "raw" / "titanic.csv",
+        unlabelled_data=REPO_ROOT / "data" / "raw" / "test.csv",
+        airflow_port=free_port(),
+        mlflow_port=free_port(),
+        serving_port=free_port(),
+    )
+    env = dict(TEST_ENV)
+    try:
+        stack.up(settings, REPO_ROOT, say=print, extra_env=env)
+        client = stack.airflow_client(settings)
+        for dag_id in (RETRAIN, ROLLBACK):
+            client.wait_for_dag(dag_id)
+            client.set_paused(dag_id, False)
+        found = stack.load_secrets(stack.StackPaths.from_settings(settings))
+        yield LiveStack(settings, client, stack.urls(settings), incoming, found["airflow_admin_password"])
+    finally:
+        stack.down(settings, say=print)
+    leftovers = [n for n in stack.SERVICES if stack.running_pid(stack.StackPaths.from_settings(settings), n)]
+    assert not leftovers, f"still running after stack.down: {leftovers}"
+
+
+@pytest.fixture(scope="session")
+def first_run(live_stack: LiveStack) -> dict[str, Any]:
+    """The first retraining run on the fresh stack (no champion yet: it trains and promotes)."""
+    assert live_stack.champion() is None
+    run = live_stack.trigger_and_wait(RETRAIN)
+    assert run["state"] == "success", run
+    return run

@@ -1,0 +1,202 @@
+"""The retraining and rollback DAGs on the real stack: airflow standalone + MLflow server + uvicorn on
+loopback, Spark local, DVC; runs triggered through Airflow's REST API v2 with a token from /auth/token.
+
+The tests share one stack and run in file order: first run (promotes) → unchanged data (gate rejects) →
+dry run (never promotes) → nothing new (no training) → corrupt batch (fails at validate_data) → rollback.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from lifeboat.artifact import CANARY_PASSENGER
+from lifeboat.retrain import folder_name
+from tests.conftest import REPO_ROOT
+from tests.orchestration.conftest import RETRAIN, ROLLBACK, LiveStack
+
+pytestmark = pytest.mark.integration
+
+SEED_KEYS = {"survived", "probability_survive", "drift_alerts"}
+
+
+def predict(stack: LiveStack) -> dict[str, Any]:
+    response = httpx.post(f"{stack.urls['serving']}/predict", json=CANARY_PASSENGER, timeout=10)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) >= SEED_KEYS
+    return body
+
+
+def xcom(stack: LiveStack, run: dict[str, Any], task_id: str) -> Any:
+    return stack.client.xcom(RETRAIN, run["dag_run_id"], task_id)
+
+
+def version_tags(stack: LiveStack, version: str) -> dict[str, str]:
+    from mlflow import MlflowClient
+
+    found = MlflowClient(tracking_uri=stack.urls["mlflow"]).get_model_version(
+        stack.settings.model_name, version
+    )
+    return dict(found.tags)
+
+
+def test_first_run_trains_promotes_and_the_server_serves_it(
+    live_stack: LiveStack, first_run: dict[str, Any]
+) -> None:
+    tasks = first_run["tasks"]
+    assert tasks.pop("no_promotion") == "skipped"
+    assert set(tasks.values()) == {"success"}, tasks
+    pulled = xcom(live_stack, first_run, "pull_data")
+    assert pulled["rows"] == 891
+    assert pulled["new_data"] is True
+    gate = xcom(live_stack, first_run, "evaluate_gate")
+    assert gate["passed"] is True
+    assert gate["champion_version"] is None
+    champion = live_stack.champion()
+    assert champion == gate["version"]
+    assert live_stack.served_version() == champion
+    assert predict(live_stack)["model_version"] == champion
+    assert version_tags(live_stack, champion)["gate.decision"] == "promote"
+
+
+def test_drift_report_and_models_pages_need_an_airflow_login(
+    live_stack: LiveStack, first_run: dict[str, Any]
+) -> None:
+    base = live_stack.urls["airflow"]
+    name = folder_name(first_run["dag_run_id"])
+    token = live_stack.client.token()
+    auth = {"Authorization": f"Bearer {token}"}
+    listing = httpx.get(f"{base}/lifeboat/drift", headers=auth, timeout=30)
+    assert listing.status_code == 200, listing.text
+    assert name in listing.text
+    report = httpx.get(f"{base}/lifeboat/drift/{name}", headers=auth, timeout=30)
+    assert report.status_code == 200
+    assert "<html" in report.text.lower()
+    models = httpx.get(f"{base}/lifeboat/models", headers=auth, timeout=30)
+    assert models.status_code == 200
+    assert live_stack.settings.model_name in models.text
+    for path in ("/lifeboat/drift", f"/lifeboat/drift/{name}", "/lifeboat/models"):
+        anonymous = httpx.get(f"{base}{path}", timeout=30)
+        assert anonymous.status_code in (401, 403), (path, anonymous.status_code)
+        forged = httpx.get(
+            f"{base}{path}", headers={"Authorization": "Bearer forged.token.value"}, timeout=30
+        )
+        assert forged.status_code in (401, 403), (path, forged.status_code)
+
+
+def test_unchanged_data_is_rejected_by_the_gate_and_the_decision_recorded(
+    live_stack: LiveStack, first_run: dict[str, Any]
+) -> None:
+    before = live_stack.champion()
+    run = live_stack.trigger_and_wait(RETRAIN, {"retrain_without_changes": True})
+    assert run["state"] == "success"
+    assert run["tasks"]["train"] == "success"
+    assert run["tasks"]["promote"] == "skipped"
+    assert run["tasks"]["reload_serving"] == "skipped"
+    assert run["tasks"]["no_promotion"] == "success"
+    gate = xcom(live_stack, run, "evaluate_gate")
+    assert gate["passed"] is False
+    assert gate["champion_version"] == before
+    assert gate["reasons"]
+    assert live_stack.champion() == before
+    assert live_stack.served_version() == before
+    tags = version_tags(live_stack, gate["version"])
+    assert tags["gate.decision"] == "reject"
+    assert tags["gate.champion_version"] == before
+
+
+def test_a_dry_run_never_promotes_even_a_passing_challenger(
+    live_stack: LiveStack, first_run: dict[str, Any]
+) -> None:
+    before = live_stack.champion()
+    conf = {"retrain_without_changes": True, "dry_run": True, "required_improvement": -1.0}
+    run = live_stack.trigger_and_wait(RETRAIN, conf)
+    assert run["state"] == "success"
+    gate = xcom(live_stack, run, "evaluate_gate")
+    assert gate["passed"] is True, gate  # a regression of up to 1.0 is accepted: the gate itself passes
+    assert gate["dry_run"] is True
+    assert run["tasks"]["promote"] == "skipped"
+    assert live_stack.champion() == before
+    assert live_stack.served_version() == before
+
+
+def test_nothing_new_means_no_training(live_stack: LiveStack, first_run: dict[str, Any]) -> None:
+    run = live_stack.trigger_and_wait(RETRAIN, {})
+    assert run["state"] == "success"
+    assert run["tasks"]["decide_training"] == "success"
+    for task_id in ("plan_spark_jobs", "preprocess", "train", "evaluate_gate", "promote"):
+        assert run["tasks"][task_id] == "skipped", task_id
+    assert xcom(live_stack, run, "pull_data")["new_data"] is False
+
+
+def write_corrupt_batch(raw: Path, target: Path, bad_row: int) -> None:
+    with raw.open(newline="") as source:
+        rows = list(csv.DictReader(source))[:20]
+    rows[bad_row - 1]["Age"] = "-5"
+    with target.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_a_corrupt_batch_fails_at_validate_data_and_nothing_changes(
+    live_stack: LiveStack, first_run: dict[str, Any]
+) -> None:
+    before = live_stack.champion()
+    batch = live_stack.incoming / "batch_corrupt.csv"
+    write_corrupt_batch(REPO_ROOT / "data" / "raw" / "titanic.csv", batch, bad_row=4)
+    try:
+        run = live_stack.trigger_and_wait(RETRAIN, {"retrain_without_changes": True})
+    finally:
+        batch.unlink()
+    assert run["state"] == "failed"
+    assert run["tasks"]["validate_data"] == "failed"
+    for task_id in ("preprocess", "train", "evaluate_gate", "promote", "reload_serving"):
+        assert run["tasks"][task_id] in ("upstream_failed", "skipped", None), (task_id, run["tasks"])
+    log = live_stack.client.task_log(RETRAIN, run["dag_run_id"], "validate_data", try_number=1)
+    assert "batch_corrupt.csv" in log
+    assert "Age" in log
+    tries = [
+        t for t in live_stack.client.task_states(RETRAIN, run["dag_run_id"]) if t.task_id == "validate_data"
+    ]
+    assert tries[0].try_number == 1  # bad data is not retried
+    assert live_stack.champion() == before
+    assert predict(live_stack)["model_version"] == before
+
+
+def test_rollback_restores_the_previous_champion_and_the_server_serves_it(
+    live_stack: LiveStack, first_run: dict[str, Any]
+) -> None:
+    original = live_stack.champion()
+    promoted = live_stack.trigger_and_wait(
+        RETRAIN, {"retrain_without_changes": True, "required_improvement": -1.0}
+    )
+    assert promoted["state"] == "success"
+    assert promoted["tasks"]["promote"] == "success"
+    newer = live_stack.champion()
+    assert newer != original
+    assert live_stack.served_version() == newer
+
+    run = live_stack.trigger_and_wait(
+        ROLLBACK, {"reason": "integration test rollback", "requested_by": "pytest"}
+    )
+    assert run["state"] == "success", run
+    assert live_stack.champion() == original
+    assert live_stack.served_version() == original
+    assert predict(live_stack)["model_version"] == original
+    tags = version_tags(live_stack, original)
+    assert tags["rollback.by"] == "pytest"
+    assert tags["rollback.reason"] == "integration test rollback"
+    assert tags["rollback.role"] == "restored"
+
+
+def test_rollback_without_a_reason_is_refused(live_stack: LiveStack, first_run: dict[str, Any]) -> None:
+    from lifeboat.airflow_api import AirflowApiError
+
+    with pytest.raises(AirflowApiError, match="reason"):
+        live_stack.client.trigger(ROLLBACK, {"requested_by": "pytest"})
