@@ -7,6 +7,7 @@ Bearer``; a token that expires is renewed once on a 401.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -72,12 +73,12 @@ class AirflowClient:
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send an authenticated request; log in again once when the token was refused."""
+        extra_headers = dict(kwargs.pop("headers", None) or {})
         for attempt in (1, 2):
             if self._token is None:
                 self._token = self.token()
-            response = self._http.request(
-                method, path, headers={"Authorization": f"Bearer {self._token}"}, **kwargs
-            )
+            headers = {**extra_headers, "Authorization": f"Bearer {self._token}"}
+            response = self._http.request(method, path, headers=headers, **kwargs)
             if response.status_code == 401 and attempt == 1:
                 self._token = None
                 continue
@@ -185,15 +186,19 @@ class AirflowClient:
         return response.json().get("value")
 
     def task_log(self, dag_id: str, run_id: str, task_id: str, try_number: int = 1) -> str:
-        """The log of one try of a task, as text."""
+        """The log of one try of a task, one line per entry (structured entries as JSON)."""
         response = self.request(
             "GET",
             f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/logs/{try_number}",
-            headers={"Accept": "text/plain"},
+            params={"full_content": True},
+            headers={"Accept": "application/json"},
         )
         if response.status_code >= 400:
             raise AirflowApiError(f"log of {task_id}: {_describe(response)}")
-        return response.text
+        content = response.json().get("content")
+        if isinstance(content, str):
+            return content
+        return "\n".join(e if isinstance(e, str) else json.dumps(e) for e in content or [])
 
     def wait_for_run(
         self,

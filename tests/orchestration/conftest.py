@@ -17,6 +17,7 @@ import pytest
 
 from lifeboat import stack
 from lifeboat.airflow_api import AirflowClient
+from lifeboat.artifact import CANARY_PASSENGER
 from lifeboat.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.serving.serving_support import free_port
@@ -47,6 +48,16 @@ class LiveStack:
     urls: dict[str, str]
     incoming: Path
     password: str
+    env: dict[str, str]
+
+    @property
+    def paths(self) -> stack.StackPaths:
+        """Where the stack keeps its state (pid files, logs, secrets)."""
+        return stack.StackPaths.from_settings(self.settings)
+
+    def service(self, name: str) -> stack.Service:
+        """How the stack starts ``name`` (to restart it after a test stopped it)."""
+        return {s.name: s for s in stack.services(self.settings, REPO_ROOT, self.paths, self.env)}[name]
 
     def trigger_and_wait(self, dag_id: str, conf: dict[str, Any] | None = None) -> dict[str, Any]:
         """Trigger a run with ``conf`` and wait for it to finish; return the run (with task states)."""
@@ -97,17 +108,44 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
             client.wait_for_dag(dag_id)
             client.set_paused(dag_id, False)
         found = stack.load_secrets(stack.StackPaths.from_settings(settings))
-        yield LiveStack(settings, client, stack.urls(settings), incoming, found["airflow_admin_password"])
+        yield LiveStack(
+            settings, client, stack.urls(settings), incoming, found["airflow_admin_password"], env
+        )
     finally:
         stack.down(settings, say=print)
-    leftovers = [n for n in stack.SERVICES if stack.running_pid(stack.StackPaths.from_settings(settings), n)]
+    paths = stack.StackPaths.from_settings(settings)
+    leftovers = [n for n in stack.SERVICES if stack.running_pid(paths, n)]
     assert not leftovers, f"still running after stack.down: {leftovers}"
+    leaks = secrets_in_logs(paths)
+    assert not leaks, f"secret values found in the stack's logs: {leaks}"
+
+
+def secrets_in_logs(paths: stack.StackPaths) -> list[str]:
+    """``<secret name> in <file>`` for every secret value that appears in a log the stack wrote."""
+    values = stack.load_secrets(paths)
+    logs = [*paths.logs.glob("*.log"), *(paths.airflow_home / "logs").rglob("*")]
+    leaks = []
+    for log in logs:
+        if not log.is_file():
+            continue
+        text = log.read_text(errors="replace")
+        leaks += [f"{name} in {log}" for name, value in values.items() if value in text]
+    return leaks
 
 
 @pytest.fixture(scope="session")
 def first_run(live_stack: LiveStack) -> dict[str, Any]:
-    """The first retraining run on the fresh stack (no champion yet: it trains and promotes)."""
+    """The first retraining run on the fresh stack (no champion yet: it trains and promotes).
+
+    The champion and the served version right after it are kept in the run (``champion``, ``served``), so
+    tests that look at the first run do not depend on what other tests promoted since.
+    """
     assert live_stack.champion() is None
     run = live_stack.trigger_and_wait(RETRAIN)
     assert run["state"] == "success", run
+    run["champion"] = live_stack.champion()
+    run["served"] = live_stack.served_version()
+    run["prediction"] = httpx.post(
+        f"{live_stack.urls['serving']}/predict", json=CANARY_PASSENGER, timeout=10
+    ).json()
     return run
