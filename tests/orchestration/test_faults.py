@@ -4,6 +4,7 @@ promoted, nothing half-written used, and the server answering."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime
 from pathlib import Path
@@ -65,11 +66,15 @@ def test_server_down_during_reload_serving_keeps_the_promotion_and_the_server_pi
 
 
 def spark_jvms(job: str, folder: str) -> list[psutil.Process]:
-    """The spark-submit JVMs running ``job`` for the run folder ``folder``."""
+    """The spark-submit JVMs running ``job`` for the run folder ``folder``.
+
+    Only the JVM whose main class is SparkSubmit: spark-class first runs a short-lived launcher JVM with the
+    same arguments, which must not be mistaken for the job.
+    """
     found = []
     for process in psutil.process_iter(["cmdline"]):
         command = " ".join(process.info.get("cmdline") or [])
-        if "java" in command and job in command and folder in command:
+        if "org.apache.spark.deploy.SparkSubmit" in command and job in command and folder in command:
             found.append(process)
     return found
 
@@ -88,8 +93,9 @@ def test_a_killed_spark_job_fails_the_run_and_leaves_nothing_behind(
         for process in spark_jvms("preprocess.py", folder):
             if process.pid not in killed:
                 time.sleep(3)  # let the job get going: kill it mid-run, not at launch
-                process.kill()
-                killed.add(process.pid)
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    process.kill()
+                    killed.add(process.pid)
         assert time.monotonic() < deadline, "the run did not finish"
         time.sleep(0.5)
     run = client.run(RETRAIN, run_id)
