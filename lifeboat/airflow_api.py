@@ -19,6 +19,9 @@ import httpx
 logger = logging.getLogger(__name__)
 
 FINISHED = frozenset({"success", "failed"})
+#: How often a GET is sent before a timeout or lost connection is an error, and the base pause between tries.
+GET_ATTEMPTS = 4
+RETRY_SECONDS = 2.0
 
 
 class AirflowApiError(RuntimeError):
@@ -72,8 +75,26 @@ class AirflowClient:
         return str(token)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send an authenticated request; log in again once when the token was refused."""
+        """Send an authenticated request; log in again once when the token was refused.
+
+        A GET that times out or loses its connection is sent again (up to :data:`GET_ATTEMPTS` times): a busy
+        api-server must not end a long wait for a run. Other methods are sent once.
+        """
         extra_headers = dict(kwargs.pop("headers", None) or {})
+        attempts = GET_ATTEMPTS if method.upper() == "GET" else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._authenticated(method, path, extra_headers, **kwargs)
+            except httpx.TransportError as exc:
+                if attempt == attempts:
+                    raise AirflowApiError(f"{method} {path}: Airflow did not answer ({exc!r})") from exc
+                logger.warning("%s %s: %r; trying again (%d/%d)", method, path, exc, attempt, attempts)
+                time.sleep(RETRY_SECONDS * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _authenticated(
+        self, method: str, path: str, extra_headers: dict[str, str], **kwargs: Any
+    ) -> httpx.Response:
         for attempt in (1, 2):
             if self._token is None:
                 self._token = self.token()
