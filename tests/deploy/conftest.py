@@ -121,8 +121,16 @@ def host_databases(
                     )
                     role = compose_env[f"{system.upper()}_DB_USER"]
                     cursor.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+                cursor.execute(
+                    "SELECT count(*) FROM pg_database WHERE datname = ANY(%s)", (list(names.values()),)
+                )
+                left_databases = cursor.fetchone()[0]
+                roles = [compose_env[f"{system.upper()}_DB_USER"] for system in names]
+                cursor.execute("SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", (roles,))
+                left_roles = cursor.fetchone()[0]
         finally:
             admin.close()
+    assert (left_databases, left_roles) == (0, 0), f"not dropped: {names}, roles {roles}"
 
 
 @pytest.fixture(scope="session")
@@ -144,6 +152,8 @@ def host_stack(
         yield stack
     finally:
         stack.stop_all()
+    leftovers = stack.leftovers()
+    assert not leftovers, f"processes the host stack started are still running: {leftovers}"
 
 
 @pytest.fixture(scope="session")

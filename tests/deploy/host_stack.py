@@ -12,12 +12,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +60,14 @@ def host_java_home() -> Path:
     return Path(java).resolve().parents[1]
 
 
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
+
+def masked(argv: tuple[str, ...] | list[str]) -> str:
+    """A command line for the test log, the passwords of URLs (``user:password@``) replaced by ``***``."""
+    return _URL_PASSWORD.sub(r"\1***@", " ".join(argv))
+
+
 def log_tail(path: Path, lines: int = 60) -> str:
     """The last lines of a log file (empty when there is none)."""
     if not path.exists():
@@ -77,6 +86,8 @@ class HostStack:
     postgres_port: int = 5432
     ports: dict[int, int] = field(default_factory=dict)
     started: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: Every process group this stack ever started (its leader's pid), by service name, restarts included.
+    history: list[tuple[str, int]] = field(default_factory=list)
     dockerfiles: dict[Path, Dockerfile] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -147,7 +158,7 @@ class HostStack:
     ) -> subprocess.CompletedProcess[str]:
         """Run a one-shot service to completion; its result (output in ``stdout``) whatever the exit code."""
         proc = self.process(name, extra_env)
-        logger.info("running %s: %s", name, " ".join(proc.argv))
+        logger.info("running %s: %s", name, masked(proc.argv))
         try:
             done = subprocess.run(
                 proc.argv,
@@ -169,7 +180,7 @@ class HostStack:
         if name in self.started and self.started[name].poll() is None:
             return self.started[name]
         proc = self.process(name, extra_env)
-        logger.info("starting %s: %s", name, " ".join(proc.argv))
+        logger.info("starting %s: %s", name, masked(proc.argv))
         with self.log_path(name).open("wb") as log:
             popen = subprocess.Popen(
                 proc.argv,
@@ -181,6 +192,7 @@ class HostStack:
                 start_new_session=True,
             )
         self.started[name] = popen
+        self.history.append((name, popen.pid))
         return popen
 
     def wait_healthy(self, name: str, timeout: float) -> float:
@@ -237,3 +249,26 @@ class HostStack:
         """Stop every started service, newest first."""
         for name in reversed(list(self.started)):
             self.stop(name)
+
+    def leftovers(self, names: Iterable[str] | None = None) -> list[str]:
+        """``<service>: pid <pid> <command>`` for every process still alive in a group this stack started.
+
+        ``names`` limits the check to those services (default: all). Each service is the leader of its own
+        process group, and its children (uvicorn and api-server workers, Airflow task processes, the
+        spark-submit drivers they run, the executors a Spark worker launches) stay in that group.
+        """
+        import psutil
+
+        wanted = None if names is None else set(names)
+        groups = {pid: name for name, pid in self.history if wanted is None or name in wanted}
+        alive = []
+        for process in psutil.process_iter(["pid", "cmdline"]):
+            try:
+                group = os.getpgid(process.pid)
+                if group not in groups or process.status() == psutil.STATUS_ZOMBIE:
+                    continue
+            except (ProcessLookupError, PermissionError, psutil.NoSuchProcess):
+                continue
+            command = " ".join(process.info["cmdline"] or [])[:160]
+            alive.append(f"{groups[group]}: pid {process.pid} {command}")
+        return alive

@@ -415,6 +415,32 @@ def test_spark_executors_see_the_paths_of_the_driver(compose_project: ComposePro
     assert master[:2] == ("spark-class", "org.apache.spark.deploy.master.Master")
 
 
+def test_the_drift_check_reads_the_prediction_log_the_server_writes(compose_project: ComposeProject) -> None:
+    """The server logs requests into the Airflow services' state volume, where the DAG's drift check reads."""
+    serving = compose_project.service("serving")
+    mounts = {m.target: m.source for m in serving.volumes}
+    state = serving.environment["LIFEBOAT_STATE_DIR"]
+    for name in ("airflow-scheduler", "airflow-worker"):
+        driver = compose_project.service(name)
+        assert driver.environment["LIFEBOAT_STATE_DIR"] == state
+        assert {m.target: m.source for m in driver.volumes}[state] == mounts[state] == "lifeboat-state"
+        assert (
+            Settings(state_dir=Path(state)).prediction_log_path
+            == Settings(state_dir=Path(driver.environment["LIFEBOAT_STATE_DIR"])).prediction_log_path
+        )
+    # Group 0 like the Airflow containers (AIRFLOW_UID:0), and the serving image's mount point is group 0
+    # writable: whichever image populates the new volume, both sides can write it.
+    airflow_user = compose_project.service("airflow-scheduler").user
+    assert serving.user is not None
+    assert airflow_user is not None
+    assert serving.user.split(":")[1] == airflow_user.split(":")[1] == "0"
+    runs = " ".join(i.arguments for i in read_dockerfile(SERVING_DOCKERFILE).of("RUN"))
+    assert f"chown lifeboat:0 {state}" in runs
+    assert f"chmod 2775 {state}" in runs
+    user_id = serving.user.split(":")[0]
+    assert f"--uid {user_id} " in runs, "the compose user must be the serving image's user"
+
+
 def test_mlflow_runs_on_postgres_and_answers_the_service_names(
     compose_project: ComposeProject, compose_env: dict[str, str]
 ) -> None:
