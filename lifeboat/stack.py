@@ -197,6 +197,8 @@ def airflow_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[s
         "AIRFLOW__API__SECRET_KEY": found["airflow_api_secret_key"],
         "AIRFLOW__API_AUTH__JWT_SECRET": found["airflow_jwt_secret"],
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "20",
+        # A busy 2-core machine can keep the api-server from answering a task within the 5 s default.
+        "AIRFLOW__WORKERS__EXECUTION_API_TIMEOUT": "30",
         "AIRFLOW__SCHEDULER__ENABLE_HEALTH_CHECK": "True",
         "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": settings.spark_master}),
         "SPARK_LOCAL_IP": "127.0.0.1",
