@@ -23,8 +23,21 @@ _REQUIRED_ENV = {
 }
 
 
+#: Test folders that start long-lived services in session fixtures run last, so those services do not slow
+#: the rest of the suite down (session fixtures are torn down only at the end of the session).
+RUN_LAST = ("orchestration",)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip service-marked tests, with the reason, when their enabling variable is unset."""
+    """Skip service-marked tests (with the reason) when their variable is unset; run RUN_LAST last."""
+    tests_dir = Path(__file__).resolve().parent
+    items.sort(
+        key=lambda item: (
+            item.path.resolve().relative_to(tests_dir).parts[0] in RUN_LAST
+            if item.path.resolve().is_relative_to(tests_dir)
+            else False
+        )
+    )
     for item in items:
         for marker, variable in _REQUIRED_ENV.items():
             if marker in item.keywords and not os.environ.get(variable):
