@@ -176,6 +176,8 @@ def lifeboat_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[
         "LIFEBOAT_MLFLOW_PORT": str(settings.mlflow_port),
         "LIFEBOAT_RELOAD_TOKEN": found["reload_token"],
         "MLFLOW_TRACKING_URI": where["mlflow"],
+        # Also the registry: an inherited MLFLOW_REGISTRY_URI would send promotions to another store.
+        "MLFLOW_REGISTRY_URI": where["mlflow"],
     }
 
 

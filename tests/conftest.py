@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.mlflow_state import mlflow_uris_restored
+
+# The serving fixtures (session champion, store copies, in-process apps) of tests/serving and tests/proof.
+pytest_plugins = ["tests.support.serving_fixtures"]
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data" / "raw"
 
@@ -103,12 +108,15 @@ def mlflow_uri(tmp_path: Path) -> Iterator[str]:
     import mlflow
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    previous = os.environ.get("MLFLOW_TRACKING_URI")
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    yield uri
-    if previous is None:
-        os.environ.pop("MLFLOW_TRACKING_URI", None)
-    else:
-        os.environ["MLFLOW_TRACKING_URI"] = previous
+    with mlflow_uris_restored():
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        yield uri
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored() -> Iterator[None]:
+    """Whatever a test does to MLflow's process-wide URIs is undone after it (tests/support/mlflow_state)."""
+    with mlflow_uris_restored():
+        yield

@@ -289,7 +289,7 @@ def test_the_champion_is_the_runs_version_in_the_postgres_registry_and_is_served
     assert promoted["demoted_version"] is None  # the first champion
     assert str(reloaded["served_version"]) == version
 
-    registry = MlflowClient(tracking_uri=production.urls["mlflow"])
+    registry = MlflowClient(tracking_uri=production.urls["mlflow"], registry_uri=production.urls["mlflow"])
     name = production.settings.model_name
     assert str(registry.get_model_version_by_alias(name, "champion").version) == version
     with connect(compose_env, postgres_server_url, "mlflow") as conn, conn.cursor() as cursor:
@@ -331,7 +331,7 @@ def test_the_spark_jobs_ran_on_the_standalone_cluster(production: ProductionStac
     run_dir = Path(plan["run_dir"])
     assert run_dir.is_relative_to(production.settings.state_dir.resolve())
     version = str(production.client.xcom(RETRAIN, first_run.run_id, "promote")["version"])
-    registry = MlflowClient(tracking_uri=production.urls["mlflow"])
+    registry = MlflowClient(tracking_uri=production.urls["mlflow"], registry_uri=production.urls["mlflow"])
     model_version = registry.get_model_version(production.settings.model_name, version)
     assert model_version.run_id is not None
     tags = registry.get_run(model_version.run_id).data.tags

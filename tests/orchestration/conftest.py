@@ -72,9 +72,9 @@ class LiveStack:
         from mlflow.exceptions import MlflowException
 
         try:
-            version = MlflowClient(tracking_uri=self.urls["mlflow"]).get_model_version_by_alias(
-                self.settings.model_name, "champion"
-            )
+            # registry_uri too: without it MlflowClient reads the process-wide registry URI.
+            client = MlflowClient(tracking_uri=self.urls["mlflow"], registry_uri=self.urls["mlflow"])
+            version = client.get_model_version_by_alias(self.settings.model_name, "champion")
         except MlflowException:
             return None
         return str(version.version)

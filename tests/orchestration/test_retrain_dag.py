@@ -39,9 +39,9 @@ def xcom(stack: LiveStack, run: dict[str, Any], task_id: str) -> Any:
 def version_tags(stack: LiveStack, version: str) -> dict[str, str]:
     from mlflow import MlflowClient
 
-    found = MlflowClient(tracking_uri=stack.urls["mlflow"]).get_model_version(
-        stack.settings.model_name, version
-    )
+    uri = stack.urls["mlflow"]
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    found = client.get_model_version(stack.settings.model_name, version)
     return dict(found.tags)
 
 

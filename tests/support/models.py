@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from lifeboat.features import FEATURE_NAMES, FeatureSpec, encode, fit_feature_spec
+from tests.support.mlflow_state import mlflow_uris_restored
 
 if TYPE_CHECKING:
     from lifeboat.settings import Settings
@@ -115,24 +116,13 @@ def mlflow_store(settings: Settings) -> Iterator[str]:
     For a module- or session-scoped store: creating an MLflow schema takes 10-20 s, so tests that need
     registered versions share one store and keep apart by model name.
     """
-    import mlflow
-
     from lifeboat.registry import configure_mlflow, database_uri
 
-    saved_env = os.environ.get("MLFLOW_TRACKING_URI")
-    saved_tracking, saved_registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    uri = database_uri(settings.tracking_uri)
-    os.environ["MLFLOW_TRACKING_URI"] = uri
-    try:
+    with mlflow_uris_restored():
+        uri = database_uri(settings.tracking_uri)
+        os.environ["MLFLOW_TRACKING_URI"] = uri
         configure_mlflow(settings)
         yield uri
-    finally:
-        if saved_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = saved_env
-        mlflow.set_tracking_uri(saved_tracking)
-        mlflow.set_registry_uri(saved_registry)
 
 
 def artifact_dir(model_name: str, version: str) -> Path:

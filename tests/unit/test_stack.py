@@ -84,6 +84,19 @@ def test_environment_of_the_stack(tmp_path: Path) -> None:
     assert services["serving"].health_url == "http://127.0.0.1:18000/health"
 
 
+def test_an_inherited_mlflow_uri_never_reaches_the_stack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A shell (or an earlier test) pointing MLflow elsewhere must not send the stack's promotions there.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/mlflow.db")
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:////elsewhere/registry.db")
+    settings = Settings(state_dir=tmp_path / "state", mlflow_port=15001)
+    paths = stack.StackPaths.from_settings(settings)
+    for service in stack.services(settings, Path(__file__).resolve().parents[2], paths):
+        assert service.env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15001", service.name
+        assert service.env["MLFLOW_REGISTRY_URI"] == "http://127.0.0.1:15001", service.name
+
+
 def http_service(tmp_path: Path, port: int, extra: str = "") -> stack.Service:
     """A real process that answers HTTP 200 on /health (python's http.server), optionally with a child."""
     code = (
