@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse
 
 from lifeboat.prediction_log import PredictionLog
 from lifeboat.settings import Settings, get_settings
+from serving.batch_input import MAX_LISTED_ERRORS
 from serving.champion_source import ChampionSource
 from serving.champion_sync import ChampionSync
 from serving.fleet import FleetBoard, new_worker_id
@@ -30,6 +31,7 @@ from serving.middleware import BodySizeLimit, RequestMetrics
 from serving.model_holder import ModelHolder
 from serving.routes import admin, health, model, predictions
 from serving.routes import metrics as metrics_route
+from serving.scoring import RowCoalescer
 from serving.state import ServingState
 
 logger = logging.getLogger(__name__)
@@ -80,6 +82,7 @@ def build_state(settings: Settings) -> ServingState:
         metrics=metrics,
         prediction_log=prediction_log,
         worker_id=worker_id,
+        coalescer=RowCoalescer(metrics, prediction_log),
     )
 
 
@@ -137,8 +140,16 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
             "loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())],
             "msg": str(e.get("msg", "")),
         }
-        for e in errors
+        for e in errors[:MAX_LISTED_ERRORS]
     ]
+    if len(errors) > MAX_LISTED_ERRORS:  # a bounded answer: a bad request is never amplified
+        detail.append(
+            {
+                "type": "too_many_errors",
+                "loc": ["body"],
+                "msg": f"{len(errors) - MAX_LISTED_ERRORS} more errors are not listed",
+            }
+        )
     return JSONResponse({"detail": detail}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
 
 

@@ -23,7 +23,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from lifeboat.schema import BY_NAME, COLUMN_NAMES, COLUMNS
-from serving.schemas import BatchRequest, PassengerIn, api_optional, batch_rows_adapter
+from serving.schemas import (
+    BatchRequest,
+    PassengerIn,
+    api_optional,
+    batch_rows_adapter,
+    passenger_row_adapter,
+)
 
 MAX_LISTED_ERRORS = 100
 _INT = re.compile(r"[+-]?\d+")
@@ -143,6 +149,20 @@ def passengers_from_json_body(body: bytes, max_rows: int) -> list[dict[str, Any]
     if len(rows) > max_rows:
         return passengers_from_json(json_or_invalid(body), max_rows)
     return [{**_ALL_MISSING, **row} for row in rows]
+
+
+def passenger_from_json_body(body: bytes) -> dict[str, Any] | None:
+    """One valid JSON passenger, parsed and validated in one pass: a plain dict with every column.
+
+    None when that pass refuses the body: the caller then validates it the reference way
+    (``PassengerIn``, which names what is wrong). For an accepted body the dict equals
+    ``PassengerIn.model_validate(json.loads(body)).model_dump()``.
+    """
+    try:
+        row: dict[str, Any] = passenger_row_adapter().validate_json(body)
+    except ValueError:  # pydantic's ValidationError among others: whatever it refuses, the caller judges
+        return None
+    return {**_ALL_MISSING, **row}
 
 
 def _convert(column: str, raw: str) -> Any:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifeboat.artifact import ServingModel
+from lifeboat.artifact import ArtifactError, ServingModel
 from serving.model_holder import LoadedModel, ModelMeta
 
 if TYPE_CHECKING:
@@ -95,7 +95,10 @@ class ChampionSource:
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
             # onnxruntime reads the graph into memory: the temporary copy can go once the session exists.
-            model = ServingModel.load(Path(local), check=True)
+            try:
+                model = ServingModel.load(Path(local), check=True)
+            except ArtifactError as exc:  # name the version and where it is stored, not the temporary copy
+                raise ArtifactError(f"{self.model_name} version {version} ({location}): {exc}") from exc
         return LoadedModel(model=model, meta=self.metadata(version, model.info))
 
     def metadata(self, version: str, info: Mapping[str, Any]) -> ModelMeta:

@@ -36,6 +36,11 @@ class _PredictionLogCollector(Collector):
                 "Rows dropped because the log queue was full",
             ),
             ("lifeboat_prediction_log_failed_rows", stats.failed, "Rows lost to prediction log write errors"),
+            (
+                "lifeboat_prediction_log_transactions",
+                stats.transactions,
+                "Transactions committed to the prediction log (each holds the rows of many requests)",
+            ),
         ):
             yield CounterMetricFamily(name, doc, value=value)
         yield GaugeMetricFamily(
@@ -64,6 +69,12 @@ class ServingMetrics:
         )
         self.predictions = Counter(
             "lifeboat_predictions", "Scored passengers by predicted class", ["survived"], registry=r
+        )
+        self.predict_model_calls = Counter(
+            "lifeboat_predict_model_calls",
+            "Model calls made for /predict: the requests ready in the same event-loop turn share one "
+            "(requests / calls is the mean group size)",
+            registry=r,
         )
         self.drift_alerts = Counter(
             "lifeboat_drift_alerts",

@@ -108,8 +108,8 @@ class BodySizeLimit:
 class RequestMetrics:
     """Count requests and time them by endpoint (the route's path template), method and status.
 
-    The latency ends when the last byte of the answer is sent (work a route does after answering, such as
-    queuing a batch on the prediction log, is not counted).
+    The latency ends when the last byte of the answer is sent (work done after answering, such as a
+    background task, is not counted).
 
     Paths that match no route are counted as ``unmatched`` (so scanners cannot create unbounded label sets).
     """

@@ -136,13 +136,11 @@ class BatchRequest(BaseModel):
 
 
 @cache
-def batch_rows_adapter() -> TypeAdapter[Any]:
-    """Validates a whole JSON batch body ``{"passengers": [...]}`` straight into plain dicts (the fast path).
+def _passenger_row() -> Any:
+    """One passenger as a strict ``TypedDict``: the columns, types and constraints of :class:`PassengerIn`.
 
-    The rows have exactly the columns, types and constraints of :class:`PassengerIn` (a ``TypedDict`` built
-    from the same :func:`_column_type`), but no model object is created per row. A row's dict holds only
-    the keys it was sent with. Accepting the same inputs with the same values as :class:`BatchRequest` is
-    what allows it to be a fast path: its error messages are not the API's (see ``serving.batch_input``).
+    Built from the same :func:`_column_type`, so it accepts the same inputs with the same values, but
+    validating into it creates no model object. A row's dict holds only the keys it was sent with.
     """
     make_typed_dict: Any = TypedDict  # the functional form, with fields computed at run time
     row = make_typed_dict(
@@ -154,10 +152,31 @@ def batch_rows_adapter() -> TypeAdapter[Any]:
             for spec in COLUMNS
         },
     )
-    strict = with_config(ConfigDict(extra="forbid", strict=True))
-    rows: Any = list.__class_getitem__(strict(row))
+    return with_config(ConfigDict(extra="forbid", strict=True))(row)
+
+
+@cache
+def passenger_row_adapter() -> TypeAdapter[Any]:
+    """Validates one JSON passenger body straight into a plain dict (the fast path of ``/predict``).
+
+    Accepting the same inputs with the same values as :class:`PassengerIn` is what allows it to be a fast
+    path; its error messages are not the API's (see ``serving.routes.predictions``).
+    """
+    return TypeAdapter(_passenger_row())
+
+
+@cache
+def batch_rows_adapter() -> TypeAdapter[Any]:
+    """Validates a whole JSON batch body ``{"passengers": [...]}`` straight into plain dicts (the fast path).
+
+    The rows are :func:`_passenger_row` dicts. Accepting the same inputs with the same values as
+    :class:`BatchRequest` is what allows it to be a fast path: its error messages are not the API's (see
+    ``serving.batch_input``).
+    """
+    make_typed_dict: Any = TypedDict
+    rows: Any = list.__class_getitem__(_passenger_row())
     batch = make_typed_dict("PassengerRows", {"passengers": Annotated[rows, Field(min_length=1)]})
-    return TypeAdapter(strict(batch))
+    return TypeAdapter(with_config(ConfigDict(extra="forbid", strict=True))(batch))
 
 
 class PredictionOut(BaseModel):

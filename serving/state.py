@@ -13,6 +13,7 @@ from lifeboat.settings import Settings
 from serving.champion_sync import ChampionSync
 from serving.metrics import ServingMetrics
 from serving.model_holder import LoadedModel, ModelHolder
+from serving.scoring import RowCoalescer
 
 
 @dataclass
@@ -25,6 +26,7 @@ class ServingState:
     metrics: ServingMetrics
     prediction_log: PredictionLog | None
     worker_id: str
+    coalescer: RowCoalescer
 
 
 async def get_state(request: Request) -> ServingState:

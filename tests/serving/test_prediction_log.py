@@ -1,4 +1,5 @@
-"""The prediction log: window reading, trimming, bounded queue, broken paths, several writer processes."""
+"""The prediction log: window reading, trimming, bounded queue, broken paths, several writer processes, and
+the group commit (the caller only queues; the writer groups many requests into one transaction)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -185,3 +188,182 @@ def test_several_processes_write_one_file(tmp_path: Path) -> None:
     assert len(window) == 4000
     assert window["PassengerId"].is_unique
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+# --- group commit: the caller only queues, the writer groups many requests into one transaction -----------
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.005)
+    return bool(condition())
+
+
+def test_many_appends_share_one_transaction_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    log = PredictionLog(path, max_rows=10_000)
+    sizes = [1 + i % 7 for i in range(300)]  # single rows and small batches, as the server queues them
+    next_id = 1
+    for size in sizes:
+        write(log, range(next_id, next_id + size))
+        next_id += size
+    assert log.stats().pending == sum(sizes)
+    log.start()
+    assert log.flush()
+    log.close()
+
+    stats = log.stats()
+    assert (stats.written, stats.failed, stats.pending) == (sum(sizes), 0, 0)
+    assert stats.transactions == 1
+    assert read_window(path)["PassengerId"].tolist() == list(range(1, next_id))
+
+
+def test_the_writer_commits_at_most_once_per_interval_and_close_flushes(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    log = PredictionLog(path, max_rows=10_000, commit_interval=30.0)
+    log.start()
+    write(log, range(1))  # an idle log writes at once
+    assert wait_until(lambda: log.stats().written == 1)
+    for i in range(1, 101):  # within the interval: queued, not written
+        write(log, range(i, i + 1))
+    time.sleep(0.3)
+    stats = log.stats()
+    assert (stats.written, stats.pending, stats.transactions) == (1, 100, 1)
+
+    started = time.monotonic()
+    log.close()  # does not wait for the interval: writes the 100 queued rows in one transaction
+    assert time.monotonic() - started < 5
+    stats = log.stats()
+    assert (stats.written, stats.pending, stats.transactions) == (101, 0, 2)
+    assert read_window(path)["PassengerId"].tolist() == list(range(101))
+
+
+def test_a_backlog_of_commit_rows_is_written_before_the_interval(tmp_path: Path) -> None:
+    log = PredictionLog(
+        tmp_path / "predictions.sqlite", max_rows=10_000, commit_interval=30.0, commit_rows=50
+    )
+    log.start()
+    write(log, range(1))
+    assert wait_until(lambda: log.stats().written == 1)
+    for start in range(1, 61, 10):
+        write(log, range(start, start + 10))
+    assert wait_until(lambda: log.stats().written >= 51)  # no flush, and long before the 30 s interval
+    log.close()
+    assert log.stats().written == 61
+
+
+def test_flush_does_not_wait_for_the_interval(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "predictions.sqlite", max_rows=10_000, commit_interval=30.0)
+    log.start()
+    write(log, range(1))
+    assert wait_until(lambda: log.stats().written == 1)
+    write(log, range(1, 5))
+    started = time.monotonic()
+    assert log.flush(timeout=10)
+    assert time.monotonic() - started < 5
+    assert log.stats().written == 5
+    log.close()
+
+
+def test_a_full_queue_drops_and_counts_while_the_writer_waits(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    log = PredictionLog(path, max_rows=1000, max_pending_rows=20, commit_interval=30.0, commit_rows=1000)
+    log.start()
+    write(log, range(1))
+    assert wait_until(lambda: log.stats().written == 1)
+    started = time.perf_counter()
+    accepted = [
+        log.append([passenger(i) for i in range(s, s + 3)], [0.5] * 3, [1] * 3, "1") for s in range(1, 31, 3)
+    ]
+    assert time.perf_counter() - started < 0.5
+    assert accepted == [True] * 6 + [False] * 4  # 6 x 3 = 18 rows fit under 20; the 7th would make 21
+    stats = log.stats()
+    assert (stats.pending, stats.dropped) == (18, 12)
+    log.close()
+    stats = log.stats()
+    assert (stats.written, stats.dropped, stats.failed, stats.pending) == (19, 12, 0, 0)
+    assert read_window(path)["PassengerId"].tolist() == list(range(19))
+
+
+def test_close_writes_rows_queued_before_the_writer_ever_started(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    log = PredictionLog(path, max_rows=1000)
+    write(log, range(5))
+    log.close()
+    assert log.stats().written == 5
+    assert len(read_window(path)) == 5
+
+
+def test_appends_after_close_are_dropped_and_counted(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "predictions.sqlite", max_rows=1000)
+    log.start()
+    write(log, range(2))
+    log.close()
+    assert log.append([passenger(9)], [0.5], [1], "1") is False
+    stats = log.stats()
+    assert (stats.written, stats.dropped, stats.pending) == (2, 1, 0)
+
+
+def test_mismatched_lengths_are_a_caller_error(tmp_path: Path) -> None:
+    log = PredictionLog(tmp_path / "predictions.sqlite", max_rows=1000)
+    with pytest.raises(ValueError, match="2 passenger"):
+        log.append([passenger(1), passenger(2)], [0.5], [1, 0], "1")
+    assert log.stats().pending == 0
+
+
+def test_numpy_nan_and_pandas_na_are_stored_as_plain_values(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    log = PredictionLog(path, max_rows=1000)
+    odd = passenger(
+        1,
+        PassengerId=np.int64(1),
+        Pclass=np.int32(3),
+        Age=float("nan"),
+        Fare=np.float32(7.25),
+        Embarked=pd.NA,
+        Name=np.str_("Doe, Mr. John"),
+    )
+    log.append([odd, passenger(2)], list(np.array([0.25, 0.75])), list(np.array([0, 1])), "1")
+    log.start()
+    assert log.flush()
+    log.close()
+
+    types = sqlite3.connect(path).execute(
+        "SELECT typeof(PassengerId), typeof(Pclass), typeof(Age), typeof(Fare), typeof(Embarked), "
+        "typeof(Name), typeof(probability), typeof(prediction) FROM predictions ORDER BY id"
+    )
+    assert types.fetchall() == [
+        ("integer", "integer", "null", "real", "null", "text", "real", "integer"),
+        ("integer", "integer", "real", "real", "text", "text", "real", "integer"),
+    ]
+    window = read_window(path)
+    assert window["PassengerId"].tolist() == [1, 2]
+    assert window["Pclass"].tolist() == [3, 3]
+    assert pd.isna(window.loc[0, "Age"])
+    assert window.loc[0, "Fare"] == 7.25
+    assert window.loc[0, "Embarked"] is None
+    assert window["probability"].tolist() == [0.25, 0.75]
+    assert window["prediction"].tolist() == [0, 1]
+
+
+def test_a_request_that_cannot_be_stored_fails_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "predictions.sqlite"
+    log = PredictionLog(path, max_rows=1000)
+    write(log, range(1, 3))
+    log.append([passenger(3, Fare=Decimal("7.25"))], [0.5], [1], "1")  # SQLite has no Decimal
+    log.append([passenger(4, PassengerId=2**70)], [0.5], [1], "1")  # beyond SQLite's 64-bit integers
+    log.append([None], [0.5], [1], "1")  # type: ignore[list-item]  # not a passenger at all
+    write(log, range(5, 7))
+    log.start()
+    assert log.flush()
+    log.close()
+
+    stats = log.stats()
+    assert (stats.written, stats.failed, stats.pending) == (4, 3, 0)
+    assert read_window(path)["PassengerId"].tolist() == [1, 2, 5, 6]
+    assert "cannot write the prediction log" in caplog.text

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.integration
 CONTRACT_KEYS = {"survived", "probability_survive", "drift_alerts", "model_version"}
 #: A passenger well inside the training data (no imputation, no unseen category).
 ORDINARY = dict(CANARY_PASSENGER)
+JSON_ONLY = {"Content-Type": "application/json"}
 
 
 def metric(client: Any, name: str, **labels: str) -> float:
@@ -78,6 +79,112 @@ def test_minimal_passenger_is_scored(served: Any) -> None:
     response = served.post("/predict", json={"Pclass": 2, "Sex": "female", "SibSp": 1, "Parch": 2})
     assert response.status_code == 200
     assert "Age is missing" in response.json()["drift_alerts"]
+
+
+def test_both_lanes_of_predict_answer_the_same_bytes(
+    served: Any, test_rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Plain ``application/json`` takes the fast lane; with a charset, the body goes through the model."""
+    from serving.routes import predictions
+
+    lanes: list[bool] = []
+
+    def spy(body: bytes) -> Any:
+        passenger = predictions_fast(body)
+        lanes.append(passenger is not None)
+        return passenger
+
+    predictions_fast = predictions.passenger_from_json_body
+    monkeypatch.setattr(predictions, "passenger_from_json_body", spy)
+    rows = [*test_rows[:40], {"Pclass": 2, "Sex": "female", "SibSp": 1, "Parch": 2}]
+    for row in rows:
+        body = json.dumps(row).encode()
+        fast = served.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        declared = served.post(
+            "/predict", content=body, headers={"Content-Type": "application/json; charset=utf-8"}
+        )
+        assert fast.status_code == declared.status_code == 200
+        assert fast.content == declared.content
+        assert fast.headers["content-type"] == declared.headers["content-type"]
+    assert lanes == [True] * len(rows)  # the fast lane served every plain request, and only those
+    refused = served.post("/predict", content=json.dumps({**ORDINARY, "Pclass": "3"}), headers=JSON_ONLY)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "Pclass"]  # FastAPI's own error, from the model
+    assert lanes[-1] is False
+
+
+def _concurrently(
+    app: Any, calls: Any, rows: list[dict[str, Any]], patch: Any = None
+) -> tuple[list[Any], list[Any], float]:
+    """Post ``rows`` to /predict one after the other, then all at once, in-process (ASGI, one event loop).
+
+    Returns (answers one by one, answers all at once, model calls made by the concurrent requests).
+    """
+    import asyncio
+
+    import httpx
+
+    async def run() -> tuple[list[Any], list[Any], float]:
+        async with app.router.lifespan_context(app):
+            if patch is not None:
+                patch(app.state.serving.holder.current().model)
+            transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a 500 is an answer here
+            async with httpx.AsyncClient(transport=transport, base_url="http://lifeboat") as client:
+                alone = [await client.post("/predict", json=row) for row in rows]
+                before = calls(app)
+                together = await asyncio.gather(*(client.post("/predict", json=row) for row in rows))
+                return alone, list(together), calls(app) - before
+
+    return asyncio.run(run())
+
+
+def _model_calls(app: Any) -> float:
+    return float(app.state.serving.metrics.predict_model_calls._value.get())
+
+
+def test_concurrent_single_requests_share_model_calls_and_answer_as_alone(
+    champion_store: StoreRef, tmp_path: Path, test_rows: list[dict[str, Any]]
+) -> None:
+    from serving.app import create_app
+    from tests.serving.serving_support import serving_settings
+
+    app = create_app(serving_settings(tmp_path / "state", champion_store.tracking_uri))
+    rows = test_rows[:24]
+    alone, together, calls = _concurrently(app, _model_calls, rows)
+    assert [r.status_code for r in together] == [200] * len(rows)
+    assert [r.content for r in together] == [r.content for r in alone]  # the same bytes, row by row
+    assert calls <= len(rows) // 4  # requests ready in the same turn were scored together
+    window = read_window(app.state.serving.settings.prediction_log_path)
+    assert window["PassengerId"].tolist() == [r["PassengerId"] for r in rows] * 2
+
+
+def test_a_row_that_cannot_be_scored_fails_alone_among_concurrent_requests(
+    champion_store: StoreRef, tmp_path: Path, test_rows: list[dict[str, Any]]
+) -> None:
+    import numpy as np
+
+    from serving.app import create_app
+    from tests.serving.serving_support import serving_settings
+
+    def poison(model: Any) -> None:  # the model answers NaN for one passenger
+        real = model.predict_with_alerts
+
+        def predict_with_alerts(columns: Any) -> Any:
+            scores, alerts = real(columns)
+            names = list(columns["Name"])
+            return np.where([n == "Poison, Mr. Nan" for n in names], np.nan, scores), alerts
+
+        model.predict_with_alerts = predict_with_alerts
+
+    app = create_app(serving_settings(tmp_path / "state", champion_store.tracking_uri))
+    rows = [*test_rows[:3], {**ORDINARY, "Name": "Poison, Mr. Nan"}, *test_rows[3:6]]
+    alone, together, _ = _concurrently(app, _model_calls, rows, patch=poison)
+    assert [r.status_code for r in alone] == [200, 200, 200, 500, 200, 200, 200]
+    assert [r.status_code for r in together] == [r.status_code for r in alone]
+    assert together[3].json() == {"detail": "internal server error"}
+    assert [r.content for i, r in enumerate(together) if i != 3] == [
+        r.content for i, r in enumerate(alone) if i != 3
+    ]
 
 
 def test_json_batch_matches_single_predictions_row_by_row(
@@ -205,6 +312,7 @@ def test_scored_passengers_are_logged_for_drift(
     assert set(window["model_version"]) == {champion_store.version}
     assert window["prediction"].isin([0, 1]).all()
     assert metric(client, "lifeboat_prediction_log_written_rows_total") == 6
+    assert 1 <= metric(client, "lifeboat_prediction_log_transactions_total") <= 2  # grouped or not
 
 
 def test_a_broken_state_folder_never_fails_a_prediction(

@@ -18,8 +18,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pydantic import ValidationError
 
+from lifeboat.artifact import CANARY_PASSENGER
 from lifeboat.schema import COLUMNS
-from serving.batch_input import BatchInvalid, passengers_from_csv
+from serving.batch_input import BatchInvalid, passenger_from_json_body, passengers_from_csv
 from serving.champion_source import CHAMPION_ALIAS
 from serving.fleet import FleetBoard
 from serving.middleware import BodySizeLimit
@@ -68,6 +69,94 @@ def test_the_input_model_is_strict() -> None:
     ):
         with pytest.raises(ValidationError):
             PassengerIn.model_validate({**good, **bad})
+
+
+_GOOD: dict[str, Any] = dict(CANARY_PASSENGER)
+#: Bodies the fast lane of /predict must judge exactly as the input model does (same dict, or refused).
+_PASSENGER_BODIES: list[Any] = [
+    _GOOD,
+    {"Pclass": 2, "Sex": "female", "SibSp": 1, "Parch": 2},
+    {**_GOOD, "Age": 34, "Fare": 0},  # integers are fine for float fields
+    {**_GOOD, "Age": None, "Embarked": None, "Cabin": None, "Name": None, "PassengerId": None},
+    {**_GOOD, "Name": "  Kelly, Mr. James  ", "Ticket": ""},
+    {**_GOOD, "Age": 0, "Fare": 1000, "SibSp": 20, "Parch": 20, "PassengerId": 2**53},
+    *(
+        {**_GOOD, field: value}
+        for field, value in (
+            ("Pclass", "3"),
+            ("Pclass", 3.0),
+            ("Pclass", True),
+            ("Pclass", 4),
+            ("Pclass", None),
+            ("Sex", "Male"),
+            ("Age", -1),
+            ("Age", 120.5),
+            ("Age", "34"),
+            ("Age", False),
+            ("Age", [34]),
+            ("SibSp", 1.5),
+            ("Parch", "0"),
+            ("Fare", 1000.01),
+            ("Fare", {"amount": 7}),
+            ("Embarked", ""),
+            ("Embarked", "s"),
+            ("Name", "x" * 201),
+            ("Name", 12),
+            ("Cabin", "c" * 65),
+            ("PassengerId", 0),
+            ("PassengerId", 2**53 + 1),
+            ("PassengerId", 10**30),
+            ("Survived", 1),
+        )
+    ),
+    {k: v for k, v in _GOOD.items() if k != "Age"},  # optional columns may be left out
+    *({k: v for k, v in _GOOD.items() if k != field} for field in ("Pclass", "Sex", "SibSp", "Parch")),
+    [],
+    None,
+    "a passenger",
+    [_GOOD],
+]
+_RAW_BODIES: list[bytes] = [
+    b"",
+    b"   ",
+    b"{",
+    json.dumps(_GOOD).encode() + b" trailing",
+    json.dumps(_GOOD).replace('"Age": 34.5', '"Age": NaN').encode(),
+    json.dumps(_GOOD).replace('"Fare": 7.8292', '"Fare": Infinity').encode(),
+    json.dumps(_GOOD).replace('"Fare": 7.8292', '"Fare": 1e400').encode(),
+    json.dumps(_GOOD).replace('"Pclass": 3', '"Pclass": 1, "Pclass": 2').encode(),  # the last one counts
+    json.dumps(_GOOD).replace('"Kelly, Mr. James"', '"Kelly, \\ud800"').encode(),
+    json.dumps(_GOOD).replace('"Kelly, Mr. James"', '"K\\u00e9lly"').encode(),
+    json.dumps(_GOOD, ensure_ascii=False).replace("Kelly", "Kélly").encode(),
+    json.dumps(_GOOD).replace("Kelly", "K\xff").encode("latin-1"),  # not UTF-8
+    b'{"Pclass": 1' + b"0" * 5000 + b"}",
+    "\ufeff".encode() + json.dumps(_GOOD).encode(),  # a UTF-8 byte order mark
+    json.dumps(_GOOD).encode("utf-16"),
+]
+
+
+def _reference(body: bytes) -> dict[str, Any] | None:
+    """What the declared route makes of a JSON body: FastAPI's ``json.loads``, then ``PassengerIn``."""
+    try:
+        return PassengerIn.model_validate(json.loads(body)).model_dump()
+    except ValueError:  # JSONDecodeError, ValidationError, Python's integer digit limit
+        return None
+
+
+def test_the_fast_passenger_lane_accepts_exactly_what_the_input_model_accepts() -> None:
+    for payload in _PASSENGER_BODIES:
+        body = json.dumps(payload).encode()
+        expected = _reference(body)
+        assert passenger_from_json_body(body) == expected, body
+    accepted = [p for p in _PASSENGER_BODIES if _reference(json.dumps(p).encode()) is not None]
+    assert len(accepted) == 7  # the first seven really are valid
+    for body in _RAW_BODIES:
+        fast, expected = passenger_from_json_body(body), _reference(body)
+        # never accept what the model refuses; a refusal only sends the body to the reference path
+        assert fast is None or fast == expected, body
+        if expected is None:
+            assert fast is None, body
+    assert passenger_from_json_body(_RAW_BODIES[7]) == {**_reference(json.dumps(_GOOD).encode()), "Pclass": 2}
 
 
 def test_the_served_alias_is_the_registry_champion() -> None:
