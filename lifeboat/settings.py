@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Values that look like a secret but are known to every reader of the docs: production refuses them.
@@ -20,6 +20,11 @@ PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "token", "admin", "dev-token", "password"}
 )
 MIN_SECRET_LENGTH = 16
+#: Smallest cross-validation sample (``cv_sample_rows``) other than 0 (= never sample): below it the folds are
+#: too small for model selection to mean anything.
+MIN_CV_SAMPLE_ROWS = 100
+#: Default of ``cv_sample_rows`` (docs/benchmarks.md, "Retraining scale", explains the choice).
+DEFAULT_CV_SAMPLE_ROWS = 50_000
 
 
 class SettingsError(ValueError):
@@ -29,7 +34,10 @@ class SettingsError(ValueError):
 class Settings(BaseSettings):
     """All configuration of lifeboat; see the README's settings table for each field."""
 
-    model_config = SettingsConfigDict(env_prefix="LIFEBOAT_", env_file=".env", extra="ignore")
+    # Validation errors never echo the input: it holds the reload token (seen in crash logs otherwise).
+    model_config = SettingsConfigDict(
+        env_prefix="LIFEBOAT_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     environment: Literal["development", "production"] = "development"
 
@@ -51,6 +59,9 @@ class Settings(BaseSettings):
     holdout_percent: int = Field(20, ge=5, le=50)
     cv_folds: int = Field(5, ge=2, le=10)
     model_families: list[Literal["lr", "rf", "gbt"]] = Field(default=["lr", "rf", "gbt"])
+    # Model selection (CV over families and grids) runs on a stratified, seeded sample of at most this many
+    # train rows; the chosen configuration is then fitted on ALL train rows. 0 = cross-validate on all rows.
+    cv_sample_rows: int = Field(DEFAULT_CV_SAMPLE_ROWS, ge=0)
     spark_master: str = "local[*]"
     spark_driver_memory: str = "2g"
 
@@ -104,10 +115,19 @@ class Settings(BaseSettings):
     airflow_port: int = 8080
     mlflow_port: int = 5000
 
+    @field_validator("cv_sample_rows")
+    @classmethod
+    def _cv_sample_large_enough(cls, value: int) -> int:
+        if 0 < value < MIN_CV_SAMPLE_ROWS:
+            raise ValueError(
+                f"must be 0 (cross-validate on every train row) or at least {MIN_CV_SAMPLE_ROWS}, got {value}"
+            )
+        return value
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
         if self.environment == "production":
-            token = self.reload_token.get_secret_value() if self.reload_token else ""
+            token = self.reload_token.get_secret_value().strip() if self.reload_token else ""
             if token.lower() in PLACEHOLDER_SECRETS or len(token) < MIN_SECRET_LENGTH:
                 raise SettingsError(
                     "LIFEBOAT_RELOAD_TOKEN must be set to a random value of at least "
