@@ -26,8 +26,9 @@ PYTEST_ARGS ?=
 ROWS ?= 20
 URL ?= http://127.0.0.1:8000
 BENCH_ARGS ?=
+PROMOTION_ARGS ?=
 
-.PHONY: help venv check-java lint format test test-unit pull run stop status preprocess train serve smoke bench bench-dag clean
+.PHONY: help venv check-java lint format test test-unit pull run stop status preprocess train serve smoke bench bench-dag bench-training bench-promotion clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -105,13 +106,21 @@ serve: venv ## run the FastAPI prediction server
 smoke: venv pull ## post ROWS random rows of data/raw/test.csv to the server at URL and check every answer
 	"$(BIN)/python" tests/test_script.py --input data/raw/test.csv --rows $(ROWS) --url $(URL)
 
-bench: venv check-java pull ## serving, drift and DAG-run benchmarks: tables printed, JSON in bench-results/ (BENCH_ARGS: serving options)
+bench: venv check-java pull ## serving, drift, DAG-run, training-scale and promotion benchmarks: tables printed, JSON in bench-results/ (BENCH_ARGS: serving options)
 	"$(BIN)/python" benchmarks/bench_serving.py $(BENCH_ARGS)
 	"$(BIN)/python" benchmarks/bench_drift.py
 	"$(BIN)/python" benchmarks/bench_dag.py
+	"$(BIN)/python" benchmarks/bench_training.py
+	"$(BIN)/python" benchmarks/bench_promotion.py --reuse-state bench-results/state $(PROMOTION_ARGS)
 
 bench-dag: venv check-java pull ## only the DAG-run benchmark (one full titanic_retrain run on a fresh stack, by task)
 	"$(BIN)/python" benchmarks/bench_dag.py
+
+bench-training: venv check-java pull ## only the retraining-scale benchmark: preprocess + train + gate at 891/100k/1M rows (SIZES=891,100k)
+	"$(BIN)/python" benchmarks/bench_training.py $(if $(SIZES),--sizes $(SIZES),)
+
+bench-promotion: venv check-java pull ## only the promotion-to-served benchmark: alias change -> first answer of the new version (PROMOTION_ARGS: options)
+	"$(BIN)/python" benchmarks/bench_promotion.py $(PROMOTION_ARGS)
 
 clean: ## remove lifeboat's local state (.lifeboat: MLflow store, runs, reports) after confirmation
 	@if [ ! -e .lifeboat ]; then echo "nothing to clean: .lifeboat does not exist"; exit 0; fi; \

@@ -92,6 +92,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="parameter grids: full, or one point per family (small)",
     )
     parser.add_argument("--parallelism", type=int, default=2, help="CV fits run at once")
+    parser.add_argument(
+        "--cv-sample-rows",
+        type=int,
+        default=settings.cv_sample_rows,
+        help="cross-validate on a stratified sample of at most this many train rows (0: all rows); "
+        "the chosen model is always fitted on every train row",
+    )
     return parser.parse_args(argv)
 
 
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             register=args.register,
             grid=args.grid,
             parallelism=args.parallelism,
+            cv_sample_rows=args.cv_sample_rows,
         )
         open_preprocess_output(config.input_dir)
     except (ValueError, TrainingInputError) as exc:

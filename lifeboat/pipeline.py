@@ -98,6 +98,8 @@ def train_args(
         ",".join(families or settings.model_families),
         "--cv-folds",
         str(settings.cv_folds),
+        "--cv-sample-rows",
+        str(settings.cv_sample_rows),
         "--seed",
         str(settings.seed),
         "--model-name",

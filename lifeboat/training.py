@@ -3,8 +3,10 @@
 ``jobs/train.py`` calls :func:`run_training` on the output folder of the preprocess job. One call:
 
 1. cross-validates every family's small grid (:func:`build_candidate`, :func:`cross_validate`) on the train
-   split; folds come from a salted hash of PassengerId, so they are the same on every run;
-2. refits the configuration with the best mean CV ROC-AUC on the whole train split and scores the holdout;
+   split — or, when it holds more than ``cv_sample_rows`` rows, on a stratified sample of that many rows
+   (:func:`stratified_sample`); folds and sample come from salted hashes of PassengerId, so they are the same
+   on every run;
+2. refits the configuration with the best mean CV ROC-AUC on the WHOLE train split and scores the holdout;
 3. logs metrics, parameters, lineage tags and plots to one MLflow run (one nested run per family);
 4. exports the fitted pipeline to ONNX (:func:`export_onnx`) and checks that the serving code path — raw
    holdout rows through :class:`lifeboat.artifact.ServingModel` — reproduces Spark's probabilities
@@ -53,10 +55,12 @@ from lifeboat.preprocessing import (
     TRAIN,
     TRAIN_RAW_DIR,
     load_summary,
+    timed_step,
     to_pandas,
     write_json,
 )
 from lifeboat.preprocessing import SPEC_FILE as PREPROCESS_SPEC_FILE
+from lifeboat.settings import DEFAULT_CV_SAMPLE_ROWS, MIN_CV_SAMPLE_ROWS
 
 if TYPE_CHECKING:
     from pyspark.ml import Pipeline, PipelineModel
@@ -78,6 +82,8 @@ PREPROCESS_SUMMARY_ARTIFACT = "data/preprocess_summary.json"
 REFERENCE_ARTIFACT = "data/train_reference.csv"
 TRAIN_SUMMARY_ARTIFACT = f"data/{SUMMARY_NAME}"
 REFERENCE_MAX_ROWS = 100_000
+#: Salt of the hash that orders passengers for the cross-validation sample.
+CV_SAMPLE_SALT = "cv-sample"
 
 
 class TrainingError(RuntimeError):
@@ -110,6 +116,7 @@ class TrainConfig:
     register: bool = True
     grid: str = "full"
     parallelism: int = 2
+    cv_sample_rows: int = DEFAULT_CV_SAMPLE_ROWS
 
     def __post_init__(self) -> None:
         unknown = [f for f in self.families if f not in FAMILIES]
@@ -123,6 +130,11 @@ class TrainConfig:
             raise ValueError(f"parity_tolerance must not be negative, got {self.parity_tolerance}")
         if self.parallelism < 1:
             raise ValueError(f"parallelism must be at least 1, got {self.parallelism}")
+        if self.cv_sample_rows < 0 or 0 < self.cv_sample_rows < MIN_CV_SAMPLE_ROWS:
+            raise ValueError(
+                f"cv_sample_rows must be 0 (no sampling) or at least {MIN_CV_SAMPLE_ROWS}, "
+                f"got {self.cv_sample_rows}"
+            )
 
 
 @dataclass
@@ -181,6 +193,7 @@ class TrainResult:
     data_fingerprint: str
     preprocess_dir: str
     durations: dict[str, float]
+    cv_sample: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -193,6 +206,7 @@ class TrainResult:
             "params": self.params,
             "cv": self.cv,
             "cv_by_family": self.cv_by_family,
+            "cv_sample": self.cv_sample,
             "holdout": self.holdout,
             "parity": {"max_abs_diff": self.parity_max_abs_diff, "tolerance": self.parity_tolerance},
             "spark_model_uri": self.spark_model_uri,
@@ -201,16 +215,6 @@ class TrainResult:
             "preprocess_dir": self.preprocess_dir,
             "durations_seconds": self.durations,
         }
-
-
-@contextmanager
-def _timed(durations: dict[str, float], step: str) -> Iterator[None]:
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        durations[step] = round(durations.get(step, 0.0) + time.monotonic() - started, 2)
-        logger.info("step %s took %.1f s", step, durations[step])
 
 
 @contextmanager
@@ -283,6 +287,90 @@ def load_split(spark: SparkSession, data: PreprocessOutput, split: str) -> DataF
 
     frame = spark.read.parquet(str(data.directory / FEATURES_DIR))
     return frame.filter(F.col(SPLIT) == split).select(ID, LABEL, *data.feature_names)
+
+
+@dataclass(frozen=True)
+class CvSample:
+    """The train rows cross-validated: all of them, or a stratified sample (:func:`stratified_sample`)."""
+
+    max_rows: int
+    train_by_label: dict[int, int]
+    by_label: dict[int, int]
+
+    @property
+    def train_rows(self) -> int:
+        """Rows of the whole train split."""
+        return sum(self.train_by_label.values())
+
+    @property
+    def rows(self) -> int:
+        """Rows cross-validated."""
+        return sum(self.by_label.values())
+
+    @property
+    def sampled(self) -> bool:
+        """Whether model selection saw fewer rows than the train split holds."""
+        return self.rows < self.train_rows
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (``cv_sample`` of ``train_summary.json``)."""
+        return {
+            "max_rows": self.max_rows,
+            "sampled": self.sampled,
+            "train_rows": self.train_rows,
+            "rows": self.rows,
+            "train_by_label": {str(k): v for k, v in sorted(self.train_by_label.items())},
+            "by_label": {str(k): v for k, v in sorted(self.by_label.items())},
+        }
+
+
+def stratified_quotas(counts: dict[int, int], max_rows: int) -> dict[int, int]:
+    """Rows to draw per label for a sample of ``max_rows``: each label's share of ``counts``, summing to it.
+
+    Largest remainders decide the rounding; a label present in ``counts`` keeps at least one row. With
+    ``max_rows`` 0 or not below the total, every row is kept.
+    """
+    total = sum(counts.values())
+    if max_rows == 0 or total <= max_rows:
+        return dict(counts)
+    exact = {label: max_rows * n / total for label, n in counts.items()}
+    quotas = {label: int(value) for label, value in exact.items()}
+    by_remainder = sorted(exact, key=lambda label: (quotas[label] - exact[label], label))
+    for label in by_remainder[: max_rows - sum(quotas.values())]:
+        quotas[label] += 1
+    for label, n in counts.items():
+        if n > 0 and quotas[label] == 0:
+            quotas[label] = 1
+    return quotas
+
+
+def sample_order(seed: int) -> Any:
+    """The order passengers enter the CV sample in: a salted hash of PassengerId (stable across runs)."""
+    from pyspark.sql import functions as F  # noqa: N812
+
+    return F.xxhash64(F.col(ID).cast("long"), F.lit(seed).cast("long"), F.lit(CV_SAMPLE_SALT))
+
+
+def stratified_sample(frame: DataFrame, counts: dict[int, int], max_rows: int, seed: int) -> DataFrame:
+    """At most ``max_rows`` rows of ``frame`` with the label mix of ``counts`` (rows per label of ``frame``).
+
+    ``frame`` itself when it is not larger (or ``max_rows`` is 0). Otherwise each label contributes its
+    :func:`stratified_quotas` rows: those first in :func:`sample_order`, so the sample is exact in size and
+    label mix, and depends only on the PassengerIds and the seed, never on partitioning.
+    """
+    from functools import reduce
+
+    from pyspark.sql import functions as F  # noqa: N812
+
+    quotas = stratified_quotas(counts, max_rows)
+    if quotas == counts:
+        return frame
+    order = sample_order(seed)
+    parts = [
+        frame.filter(F.col(LABEL) == label).orderBy(order, ID).limit(quota)
+        for label, quota in sorted(quotas.items())
+    ]
+    return reduce(lambda a, b: a.unionByName(b), parts)
 
 
 # --- Candidates and cross-validation ------------------------------------------------------------------------
@@ -368,8 +456,18 @@ def cross_validate(
 
     def fit_and_score(task: tuple[int, int]) -> tuple[int, int, dict[str, float]]:
         fold, index = task
+        started = time.monotonic()
         model = candidate.pipeline.fit(data.filter(F.col(FOLD) != fold), candidate.grid[index])
+        fitted = time.monotonic()
         scored = score(model, data.filter(F.col(FOLD) == fold))
+        logger.info(
+            "cv %s fold %d grid point %d: fit %.1f s, score %.1f s",
+            candidate.family,
+            fold,
+            index,
+            fitted - started,
+            time.monotonic() - fitted,
+        )
         return fold, index, binary_metrics(scored[LABEL].to_numpy(), scored[PROBABILITY].to_numpy())
 
     with ThreadPool(max(1, min(parallelism, len(tasks)))) as pool:
@@ -405,8 +503,9 @@ def _tree_tables(ensemble: Any, spark: SparkSession, workdir: Path) -> list[pd.D
     """The node tables of every tree of a fitted ensemble, from ONE save of the ensemble.
 
     onnxmltools saves and re-reads each tree separately (five Spark jobs per tree: ~1.5 s a tree here); one
-    save of the whole ensemble gives the same node data. Categorical splits are refused: they would convert
-    into wrong thresholds (STACK_NOTES.md). ``workdir`` must be readable by the driver and the executors.
+    save of the whole ensemble gives the same node data. Thresholds are rounded down to float32
+    (:func:`float32_at_or_below`) and categorical splits refused (:func:`_float32_split`). ``workdir`` must be
+    readable by the driver and the executors.
     """
     path = workdir / f"ensemble-{uuid.uuid4().hex[:8]}"
     ensemble.write().overwrite().save(str(path))
@@ -421,14 +520,48 @@ def _tree_tables(ensemble: Any, spark: SparkSession, workdir: Path) -> list[pd.D
         )
         if len(table) != tree.numNodes:
             raise ExportError(f"tree {tree_id}: saved {len(table)} nodes, the model has {tree.numNodes}")
-        for split in table["split"]:
-            categories = split["numCategories"] if isinstance(split, dict) else split[2]
-            if categories is not None and categories != -1:
-                raise ExportError(
-                    f"tree {tree_id} has a categorical split; encode categoricals as plain numeric columns"
-                )
+        table["split"] = [_float32_split(split, tree_id) for split in table["split"]]
         tables.append(table)
     return tables
+
+
+def float32_at_or_below(value: float) -> float:
+    """The largest float32 that is <= ``value`` (as a Python float).
+
+    Spark sends a row left when ``x <= threshold`` with a double threshold (often the midpoint of two
+    candidate values); ONNX stores thresholds as float32 and the model's inputs are float32. For a float32
+    ``x``, ``x <= t`` holds exactly when ``x <= float32_at_or_below(t)`` — for every input, seen in training
+    or not — whereas rounding ``t`` to the NEAREST float32 flips values lying between ``t`` and its rounding:
+    values on a midpoint, which held-out or served rows can take, and so can training rows once Spark samples
+    the candidate splits (above 10,000 rows: the 100k-row benchmark failed its parity check this way).
+    """
+    rounded = np.float32(value)
+    if float(rounded) > value:
+        rounded = np.nextafter(rounded, np.float32(-np.inf))
+    return float(rounded)
+
+
+def _float32_split(split: Any, tree_id: int) -> dict[str, Any]:
+    """One node's split as the dict onnxmltools reads, its threshold made exact for float32 inputs.
+
+    Categorical splits are refused: they would convert into wrong thresholds (STACK_NOTES.md).
+    """
+    if isinstance(split, dict):
+        feature, values, categories = (
+            split["featureIndex"],
+            split["leftCategoriesOrThreshold"],
+            split["numCategories"],
+        )
+    else:
+        feature, values, categories = split[0], split[1], split[2]
+    if categories is not None and categories != -1:
+        raise ExportError(
+            f"tree {tree_id} has a categorical split; encode categoricals as plain numeric columns"
+        )
+    values = list(values) if values is not None else []
+    if values:
+        values[0] = float32_at_or_below(float(values[0]))
+    return {"featureIndex": feature, "leftCategoriesOrThreshold": values, "numCategories": categories}
 
 
 def _forest_converter(tables: list[pd.DataFrame]) -> Callable[[Any, Any, Any], None]:
@@ -750,27 +883,49 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             }
         )
 
-        with _timed(durations, "load"):
-            # Few partitions (CV fits run in parallel threads instead), assigned and ordered by PassengerId:
-            # tree bagging then depends only on the rows and the seed, not on the parquet files' layout.
-            partitions = max(1, spark.sparkContext.defaultParallelism // config.parallelism)
+        # Partitions are assigned and ordered by PassengerId: tree bagging then depends only on the rows, the
+        # seed and the partition count, not on the parquet files' layout. The final fit is one model: it gets
+        # every core. CV fits run `parallelism` at a time in threads, so each gets its share of the cores.
+        cores = spark.sparkContext.defaultParallelism
+        with timed_step(durations, "load", logger):
             train = cached(
-                load_split(spark, data, TRAIN)
-                .withColumn(FOLD, fold_column(config.cv_folds, config.seed))
-                .repartition(partitions, ID)
-                .sortWithinPartitions(ID)
+                load_split(spark, data, TRAIN).repartition(max(1, cores), ID).sortWithinPartitions(ID)
             )
             holdout = cached(load_split(spark, data, HOLDOUT))
-            train_rows = train.count()
+            train_by_label = {int(r[LABEL]): int(r["count"]) for r in train.groupBy(LABEL).count().collect()}
             holdout.count()
-            fold_sizes = {int(r[FOLD]): int(r["count"]) for r in train.groupBy(FOLD).count().collect()}
-        logger.info("train rows %d in folds %s", train_rows, dict(sorted(fold_sizes.items())))
+        with timed_step(durations, "cv_sample", logger):
+            selection = cached(
+                stratified_sample(train, train_by_label, config.cv_sample_rows, config.seed)
+                .withColumn(FOLD, fold_column(config.cv_folds, config.seed))
+                .repartition(max(1, cores // config.parallelism), ID)
+                .sortWithinPartitions(ID)
+            )
+            counted = selection.groupBy(FOLD, LABEL).count().collect()
+            fold_sizes: dict[int, int] = {}
+            for r in counted:
+                fold_sizes[int(r[FOLD])] = fold_sizes.get(int(r[FOLD]), 0) + int(r["count"])
+            sample = CvSample(
+                max_rows=config.cv_sample_rows,
+                train_by_label=train_by_label,
+                by_label={
+                    label: sum(int(r["count"]) for r in counted if int(r[LABEL]) == label)
+                    for label in train_by_label
+                },
+            )
+        mlflow.log_params({"cv_sample_rows": config.cv_sample_rows, "cv_rows": sample.rows})
+        logger.info(
+            "train rows %d; cross-validating %s rows in folds %s",
+            sample.train_rows,
+            f"a stratified sample of {sample.rows}" if sample.sampled else f"all {sample.rows}",
+            dict(sorted(fold_sizes.items())),
+        )
 
         candidates = {f: build_candidate(f, names, config.seed, config.grid) for f in config.families}
         scores: dict[str, list[ConfigScore]] = {}
         for family, candidate in candidates.items():
-            with _timed(durations, f"cv_{family}"):
-                scores[family] = cross_validate(candidate, train, config.cv_folds, config.parallelism)
+            with timed_step(durations, f"cv_{family}", logger):
+                scores[family] = cross_validate(candidate, selection, config.cv_folds, config.parallelism)
             best = best_of(scores[family])
             logger.info(
                 "%s: best CV ROC-AUC %.4f, accuracy %.4f with %s",
@@ -799,10 +954,10 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             }
         )
 
-        with _timed(durations, "refit"):
+        with timed_step(durations, "refit", logger):
             candidate = candidates[family]
-            model = candidate.pipeline.fit(train.drop(FOLD), candidate.grid[winner.index])
-        with _timed(durations, "holdout"):
+            model = candidate.pipeline.fit(train, candidate.grid[winner.index])
+        with timed_step(durations, "holdout", logger):
             spark_scores = score(model, holdout)
             labels = spark_scores[LABEL].to_numpy().astype(np.int64)
             probabilities = spark_scores[PROBABILITY].to_numpy()
@@ -810,7 +965,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
         mlflow.log_metrics(holdout_metrics)
         logger.info("holdout: %s", {k: round(v, 4) for k, v in holdout_metrics.items()})
 
-        with _timed(durations, "plots"):
+        with timed_step(durations, "plots", logger):
             log_plots(labels, probabilities, family, feature_weights(model, names))
 
         info = {
@@ -823,7 +978,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             "spark_version": spark.version,
             "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        with _timed(durations, "onnx_export"):
+        with timed_step(durations, "onnx_export", logger):
             # Spark writes (executors) and reads back the tree data here: it must be a folder the driver and
             # every executor share, as --output is for a cluster run (a driver-local temp dir is not).
             export_dir = config.output_dir / f".onnx-export-{uuid.uuid4().hex[:8]}"
@@ -832,7 +987,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
                 onnx_model = export_onnx(model, names, spark, export_dir)
             finally:
                 shutil.rmtree(export_dir, ignore_errors=True)
-        with _timed(durations, "parity"):
+        with timed_step(durations, "parity", logger):
             holdout_raw = pd.read_parquet(data.directory / HOLDOUT_RAW_DIR)
             parity = parity_check(onnx_model, data.spec, info, holdout_raw, spark_scores, workdir)
         mlflow.log_metric("parity_max_abs_diff", parity)
@@ -845,7 +1000,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             )
         logger.info("parity: max abs diff %.3e over %d holdout rows", parity, len(holdout_raw))
 
-        with _timed(durations, "log_models"):
+        with timed_step(durations, "log_models", logger):
             spark_info = mlflow.spark.log_model(
                 model, artifact_path=SPARK_MODEL_PATH, pip_requirements=[f"pyspark=={pyspark.__version__}"]
             )
@@ -861,7 +1016,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
 
         version: str | None = None
         if config.register:
-            with _timed(durations, "register"):
+            with timed_step(durations, "register", logger):
                 tags = {
                     "run_id": run_id,
                     "family": family,
@@ -873,6 +1028,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
                     "holdout_percent": lineage["holdout_percent"],
                     "salt": lineage["salt"],
                     "reference_artifact": f"runs:/{run_id}/{REFERENCE_ARTIFACT}",
+                    "cv_rows": str(sample.rows),
                     **{k: repr(v) for k, v in {**holdout_metrics, **cv}.items()},
                 }
                 version = str(register_challenger(serving_uri, config.model_name, tags).version)
@@ -895,6 +1051,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             data_fingerprint=lineage["data_fingerprint"],
             preprocess_dir=str(data.directory),
             durations=durations,
+            cv_sample=sample.as_dict(),
         )
         mlflow.log_text(
             json.dumps(result.as_dict(), indent=2, sort_keys=True, default=str), TRAIN_SUMMARY_ARTIFACT
