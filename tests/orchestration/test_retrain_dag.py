@@ -90,6 +90,25 @@ def test_drift_report_and_models_pages_need_an_airflow_login(
         assert forged.status_code in (401, 403), (path, forged.status_code)
 
 
+def test_the_rest_api_and_the_ui_api_refuse_anonymous_and_forged_requests(live_stack: LiveStack) -> None:
+    base = live_stack.urls["airflow"]
+    runs_before = len(live_stack.client.runs(RETRAIN))
+    forged = {"Authorization": "Bearer forged.token.value"}
+    for path in ("/api/v2/dags", f"/api/v2/dags/{RETRAIN}/dagRuns", "/api/v2/variables", "/ui/dags"):
+        anonymous = httpx.get(f"{base}{path}", timeout=30)
+        assert anonymous.status_code == 401, (path, anonymous.status_code)
+        refused = httpx.get(f"{base}{path}", headers=forged, timeout=30)
+        assert refused.status_code in (401, 403), (path, refused.status_code)
+    trigger = httpx.post(f"{base}/api/v2/dags/{RETRAIN}/dagRuns", json={"logical_date": None}, timeout=30)
+    assert trigger.status_code == 401
+    wrong = httpx.post(
+        f"{base}/auth/token", json={"username": "admin", "password": live_stack.password + "x"}, timeout=30
+    )
+    assert wrong.status_code == 401
+    assert "access_token" not in wrong.text
+    assert len(live_stack.client.runs(RETRAIN)) == runs_before  # nothing was triggered
+
+
 def test_unchanged_data_is_rejected_by_the_gate_and_the_decision_recorded(
     live_stack: LiveStack, first_run: dict[str, Any]
 ) -> None:
