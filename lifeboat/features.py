@@ -311,7 +311,83 @@ def encode_with_alerts(columns: Columns, spec: FeatureSpec) -> tuple[np.ndarray,
 
 
 def _encode(passengers: _Passengers, spec: FeatureSpec) -> np.ndarray:
-    # Few numpy calls whatever the number of rows: serving encodes one row per request.
+    """The model input matrix: row by row in plain Python for a few rows, else column-wise with numpy."""
+    if passengers.n <= _ROW_BY_ROW:
+        try:
+            return _encode_rows(passengers, spec)
+        except (ZeroDivisionError, ValueError, OverflowError, FloatingPointError):  # odd values: numpy path
+            pass
+    return _encode_columns(passengers, spec)
+
+
+def _encode_rows(passengers: _Passengers, spec: FeatureSpec) -> np.ndarray:
+    """:func:`_encode_columns`, row by row in plain Python: the same matrix, bit for bit.
+
+    Serving encodes one row per request, and for a few rows numpy's fixed cost per call (about thirty calls,
+    whatever the row count) is most of the work. Every operation is the one numpy does: IEEE float64 sums,
+    division and comparisons, ``np.log1p`` itself, then one conversion to float32. Values Python refuses
+    where numpy answers inf or NaN (a zero family size, ``log1p`` below -1) raise, and the caller falls back
+    to the numpy path.
+    """
+    stats = spec.stats
+    text = passengers.text
+    pclasses, ages, sibsps, parches, fares = (passengers.numeric[c].tolist() for c in _NUMERIC_COLUMNS)
+    mode = _PORT_CODES.get(stats.embarked_mode, -1)
+    no_title = [0.0] * len(TITLES)
+    no_port = [0.0] * len(PORTS)
+    rows: list[list[float]] = []
+    fares_imputed: list[float] = []
+    for i, title in enumerate(passengers.titles):
+        pclass, age, sibsp, parch, fare = pclasses[i], ages[i], sibsps[i], parches[i], fares[i]
+        male = 1.0 if text["Sex"][i] == "male" else 0.0
+        age_missing = age != age
+        if age_missing:
+            age = stats.age_by_title.get(title, stats.age_overall)
+        if fare != fare:
+            fare = (
+                stats.fare_by_pclass.get(str(int(pclass)), stats.fare_overall)
+                if pclass == pclass
+                else (stats.fare_overall)
+            )
+        family = sibsp + parch + 1.0
+        title_hot = list(no_title)
+        code = _TITLE_CODES.get(title, -1)
+        if code >= 0:
+            title_hot[code] = 1.0
+        port_hot = list(no_port)
+        code = _PORT_CODES.get(text["Embarked"][i], mode)
+        if code >= 0:
+            port_hot[code] = 1.0
+        fares_imputed.append(fare)
+        rows.append(
+            [
+                pclass,
+                male,
+                age,
+                float(age_missing),
+                float(age < 16),
+                sibsp,
+                parch,
+                family,
+                float(family == 1.0),
+                fare,
+                fare / family,
+                0.0,  # log1p(fare): below, in one numpy call
+                float(text["Cabin"][i] is not None),
+                *title_hot,
+                *port_hot,
+                (1.0 - male) * float(pclass == 3),
+            ]
+        )
+    with np.errstate(invalid="raise", divide="raise"):
+        logs = np.log1p(fares_imputed).tolist()
+    for row, value in zip(rows, logs, strict=True):
+        row[11] = value
+    return np.array(rows, dtype=np.float32).reshape(passengers.n, len(FEATURE_NAMES))
+
+
+def _encode_columns(passengers: _Passengers, spec: FeatureSpec) -> np.ndarray:
+    # Few numpy calls whatever the number of rows.
     n = passengers.n
     stats = spec.stats
     numeric, text = passengers.numeric, passengers.text

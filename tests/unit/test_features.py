@@ -194,3 +194,60 @@ def test_malformed_spec_is_refused(tmp_path: Path) -> None:
 def test_fit_on_no_rows_is_refused(train: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match="zero training rows"):
         fit_feature_spec(train.head(0))
+
+
+def _both_paths(
+    columns: dict[str, list[object]] | pd.DataFrame, spec: FeatureSpec
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The row-by-row (serving's few rows; None when it refuses the values) and column-wise encodings."""
+    from lifeboat import features
+
+    passengers = features._read(columns)
+    try:
+        rows: np.ndarray | None = features._encode_rows(passengers, spec)
+    except (ZeroDivisionError, ValueError, OverflowError, FloatingPointError):
+        rows = None
+    with np.errstate(all="ignore"):
+        return rows, features._encode_columns(passengers, spec)
+
+
+def test_row_by_row_encoding_is_bit_identical_to_the_column_wise_one(
+    spec: FeatureSpec, train: pd.DataFrame
+) -> None:
+    test = pd.read_csv(Path(__file__).resolve().parents[2] / "data" / "raw" / "test.csv")
+    for frame in (train, test):
+        rows, columns = _both_paths(frame, spec)
+        assert rows is not None
+        assert rows.dtype == columns.dtype == np.float32
+        np.testing.assert_array_equal(rows, columns)
+        assert rows.tobytes() == columns.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "row_by_row"),
+    [
+        ({"Age": None, "Name": "Sage, Master. Thomas Henry"}, True),
+        ({"Age": None, "Name": None, "Sex": "female"}, True),
+        ({"Fare": None, "Pclass": 1}, True),
+        ({"Fare": None, "Pclass": 7}, True),
+        ({"Fare": None, "Pclass": None}, True),
+        ({"Embarked": None}, True),
+        ({"Embarked": "X"}, True),
+        ({"Cabin": "C85", "Sex": "female", "Pclass": 3}, True),
+        ({"Age": 0.42, "Fare": 0.0}, True),
+        ({"Age": 15.999, "SibSp": 8, "Parch": 6, "Fare": 512.3292}, True),
+        ({"Name": "Nobody, Jonkheer. John George", "Age": 38.0}, True),
+        ({"Fare": 1e308, "SibSp": 0, "Parch": 0}, True),
+        ({"Fare": 7.25, "SibSp": -1, "Parch": 0}, False),  # family 0: numpy's inf
+        ({"Fare": -3.0}, False),  # log1p below -1: numpy's NaN
+    ],
+)
+def test_row_by_row_encoding_matches_on_odd_rows(
+    spec: FeatureSpec, overrides: dict[str, object], row_by_row: bool
+) -> None:
+    rows, columns = _both_paths(passenger(**overrides), spec)
+    assert (rows is not None) == row_by_row
+    if rows is not None:
+        assert rows.tobytes() == columns.tobytes()
+    with np.errstate(all="ignore"):  # encode() falls back to the column-wise path for the odd ones
+        assert encode(passenger(**overrides), spec).tobytes() == columns.tobytes()
