@@ -31,8 +31,8 @@ from typing import Any
 
 import httpx
 
-from lifeboat import stack
 from lifeboat.settings import Settings
+from lifeboat.stack import embedded as stack
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO_ROOT / "bench-results" / "dag.json"

@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/bench_drift.py`` (``make bench``). Prints a markdown table and writes
 ``bench-results/drift.json``.
 
-* Timing: the whole :func:`lifeboat.drift.drift_report` (analysis frame, Evidently, HTML, JSON, index) against
+* Timing: the whole :func:`lifeboat.monitoring.drift.drift_report` (analysis frame, Evidently, HTML, JSON,
+index) against
   the 891-row training reference, median of N rounds, with the default sampling (``drift_sample_rows``) and
   without any (``drift_sample_rows=0``). Building the batch is not timed; importing Evidently (once per
   process, 10-20 s on a busy 2-core machine) is measured separately.
@@ -29,9 +30,15 @@ from typing import Any
 
 import pandas as pd
 
-from lifeboat.drift import ANALYSED_COLUMNS, analysis_frame, drift_report, sample_rows, score_columns
+from lifeboat.data.simulate import DriftSpec, make_batch
+from lifeboat.monitoring.drift import (
+    ANALYSED_COLUMNS,
+    analysis_frame,
+    drift_report,
+    sample_rows,
+    score_columns,
+)
 from lifeboat.settings import Settings
-from lifeboat.simulate import DriftSpec, make_batch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_CSV = REPO_ROOT / "data" / "raw" / "titanic.csv"

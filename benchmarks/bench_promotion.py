@@ -19,7 +19,7 @@ and writes ``bench-results/promotion.json``. Everything runs on 127.0.0.1 and ev
   servers are idle (< 10 % of a CPU over 1 s): a fresh ``mlflow server`` starts its job runner 10-20 s
   after it first answers, a start-up cost that is not part of a promotion on a running platform.
 * **Two modes.** ``reload``: right after the alias change, ``POST /admin/reload`` with the Bearer token,
-  through the DAG's own ``lifeboat.retrain.reload_serving``; the server's alias poll is off
+  through the DAG's own ``lifeboat.orchestration.retrain.reload_serving``; the server's alias poll is off
   (``LIFEBOAT_REGISTRY_POLL_SECONDS=0``), so the reload is the only way the server learns of v.
   ``poll``: no reload; the server polls the alias every ``--poll-seconds`` (default 1 s; the setting's default
   is 30 s, and the poll runs inside a sync loop that sleeps 0.5 s between steps). The pause between poll
@@ -145,8 +145,8 @@ def register_copies(champion: Champion, server: Server, copies: int, workdir: Pa
     """
     from mlflow.exceptions import MlflowException
 
-    from lifeboat.artifact import ArtifactError
-    from lifeboat.registry import RegistryError
+    from lifeboat.registry.artifact import ArtifactError
+    from lifeboat.registry.store import RegistryError
 
     try:
         return _register_copies(champion, server.url(""), copies, workdir)
@@ -162,8 +162,8 @@ def _register_copies(champion: Champion, tracking_uri: str, copies: int, workdir
     import mlflow
     import onnx
 
-    from lifeboat.artifact import ONNX_FILE, ServingModel
-    from lifeboat.registry import (
+    from lifeboat.registry.artifact import ONNX_FILE, ServingModel
+    from lifeboat.registry.store import (
         configure_mlflow,
         download_serving_model,
         log_serving_model,
@@ -351,7 +351,7 @@ def run_round(setup: RoundSetup, number: int, current: str, target: str) -> Roun
 
 def reload(setup: RoundSetup, target: str) -> int:
     """``POST /admin/reload`` by the DAG's ``reload_serving`` (which then checks ``/model``); its status."""
-    from lifeboat.retrain import ServingReloadError, reload_serving
+    from lifeboat.orchestration.retrain import ServingReloadError, reload_serving
     from lifeboat.settings import Settings
 
     settings = Settings(

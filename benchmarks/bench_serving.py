@@ -8,7 +8,7 @@ Run: ``.venv/bin/python benchmarks/bench_serving.py`` (``make bench``). Prints m
   champion. The same registered version is served twice: by lifeboat (its ONNX artifact) and by
   ``mlflow models serve --env-manager local`` (the logged Spark pipeline, the version's ``spark_model_uri``
   tag, with a JVM). The Spark model has no logged signature: its first stage, a VectorAssembler, reads the
-  encoded feature columns, so it gets the passenger encoded by ``lifeboat.features.encode`` (one
+  encoded feature columns, so it gets the passenger encoded by ``lifeboat.dataset.features.encode`` (one
   ``dataframe_records`` record of 22 numbers), while lifeboat gets the raw passenger.
 * **The floor.** ``benchmarks/trivial_app.py``: a FastAPI POST endpoint that parses the JSON body and
   answers a constant; the same uvicorn settings as lifeboat (1 worker, no access log, uvloop/httptools).
@@ -108,7 +108,7 @@ class Champion:
 
 def passengers_from_csv(path: Path, rows: int) -> list[dict[str, Any]]:
     """``rows`` passengers of a Kaggle-format CSV as API JSON (missing values as null), the file repeated."""
-    from lifeboat.schema import COLUMNS
+    from lifeboat.dataset.schema import COLUMNS
 
     frame = pd.read_csv(path)
     records = []
@@ -188,12 +188,13 @@ def spark_input_columns(champion: Champion, workdir: Path) -> list[str]:
 def encoded_records(
     champion: Champion, passengers: list[dict[str, Any]], workdir: Path
 ) -> list[dict[str, float]]:
-    """The passengers encoded exactly as the model was trained (lifeboat.features), one record each."""
+    """The passengers encoded exactly as the model was trained (lifeboat.dataset.features), one record
+    each."""
     import mlflow
 
-    from lifeboat.features import FEATURE_NAMES, encode
-    from lifeboat.registry import load_serving_model
-    from lifeboat.schema import COLUMN_NAMES
+    from lifeboat.dataset.features import FEATURE_NAMES, encode
+    from lifeboat.dataset.schema import COLUMN_NAMES
+    from lifeboat.registry.store import load_serving_model
 
     mlflow.set_tracking_uri(champion.tracking_uri)
     mlflow.set_registry_uri(champion.tracking_uri)

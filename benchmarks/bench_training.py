@@ -8,7 +8,8 @@ each job's own output goes to ``bench-results/training-logs/<rows>-<round>.log``
 :func:`synthetic_passengers`:
 
 * rows are drawn uniformly **with replacement** from the 891 real passengers
-  (:func:`lifeboat.simulate.make_batch`, no drift spec, seeded), so every column's distribution and the joint
+  (:func:`lifeboat.data.simulate.make_batch`, no drift spec, seeded), so every column's distribution and the
+  joint
   distribution of features and label are those of the training data; each row keeps its own ``Survived``;
 * every row gets a **unique PassengerId** (1..N). Preprocessing de-duplicates by PassengerId (one row per id,
   the latest file wins; exact duplicates are the special case of that), so with unique ids no row is dropped
@@ -17,7 +18,8 @@ each job's own output goes to ``bench-results/training-logs/<rows>-<round>.log``
   uniform ±0.5 year, ``Fare`` is scaled by a uniform 0.98-1.02; both are rounded (2 and 4 decimals) and
   clipped to the schema's ranges. Missing values stay missing, categorical columns are untouched.
 
-**What runs** is the real pipeline, the same functions as ``lifeboat train`` (:mod:`lifeboat.pipeline`):
+**What runs** is the real pipeline, the same functions as ``lifeboat train``
+(:mod:`lifeboat.orchestration.pipeline`):
 ``spark-submit jobs/preprocess.py``, ``spark-submit jobs/train.py``, then the gate + promotion in-process.
 Every round uses a fresh state folder (its own MLflow SQLite store and artifacts), so every run is a first
 run (no champion: floors + parity only) and nothing is shared between rounds. The settings are lifeboat's
@@ -25,7 +27,8 @@ defaults unless ``LIFEBOAT_*`` variables say otherwise (they are recorded in the
 
 **Timing.** Wall time of each step as the caller sees it (spark-submit and JVM start included), plus the
 jobs' own breakdowns: ``durations_seconds`` of the preprocess summary (validation, read, dedup, split, spec,
-encode + write) and of ``train_summary.json`` (the ``step X took N s`` lines of :mod:`lifeboat.training`:
+encode + write) and of ``train_summary.json`` (the ``step X took N s`` lines of
+:mod:`lifeboat.training.train`:
 load, CV per family, refit, holdout scoring, plots, ONNX export, parity, model logging, registration).
 Rounds: the median of 3 for sizes below 1M and 1 round at 1M (a round there takes long on a 2-core machine,
 and its spread is dominated by the machine's other load, recorded with each round as load averages).
@@ -87,8 +90,8 @@ def synthetic_passengers(train: pd.DataFrame, rows: int, seed: int) -> pd.DataFr
 
     See the module docstring. Same ``train``, ``rows`` and ``seed`` give the same frame.
     """
-    from lifeboat.schema import BY_NAME, ID_COLUMN
-    from lifeboat.simulate import make_batch
+    from lifeboat.data.simulate import make_batch
+    from lifeboat.dataset.schema import BY_NAME, ID_COLUMN
 
     batch = make_batch(train, rows, None, seed=seed, start_id=1)
     rng = np.random.default_rng(seed + 1)
@@ -105,7 +108,7 @@ def synthetic_passengers(train: pd.DataFrame, rows: int, seed: int) -> pd.DataFr
 
 def dataset(rows: int, folder: Path) -> Path:
     """The CSV of ``rows`` passengers: the real file for its own size, else synthetic (written once)."""
-    from lifeboat.simulate import write_batch
+    from lifeboat.data.simulate import write_batch
 
     train = pd.read_csv(TRAIN_CSV)
     if rows == len(train):
@@ -173,7 +176,7 @@ def timed(step: str, walls: dict[str, float], cpus: dict[str, float], action: An
 
 def run_round(rows: int, csv: Path, workdir: Path, round_: int, logs: Path) -> dict[str, Any]:
     """One retraining run on ``csv`` in a fresh state folder: preprocess, train, gate; timed by step."""
-    from lifeboat import pipeline
+    from lifeboat.orchestration import pipeline
 
     base = workdir / f"{rows}-{round_}"
     incoming = base / "incoming"
@@ -310,7 +313,8 @@ def report(results: dict[str, Any]) -> str:
     steps = [s for s in TRAIN_STEP_ORDER if any(s in size["median_train_steps"] for size in sizes)]
     lines += [
         "",
-        "**Inside the train job** (seconds, median over rounds; `step X took N s` of lifeboat.training)",
+        "**Inside the train job** (seconds, median over rounds; `step X took N s` of "
+        "lifeboat.training.train)",
         "",
         "| rows | " + " | ".join(steps) + " | total |",
         "|---:|" + "---:|" * (len(steps) + 1),

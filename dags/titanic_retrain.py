@@ -27,8 +27,8 @@ from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOpe
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import CronTriggerTimetable, Param, dag, task
 
-from lifeboat.alerts import notify_failure
-from lifeboat.pipeline import jobs_dir
+from lifeboat.orchestration.alerts import notify_failure
+from lifeboat.orchestration.pipeline import jobs_dir
 from lifeboat.settings import get_settings
 
 SETTINGS = get_settings()
@@ -99,27 +99,27 @@ def _spark_job(task_id: str, application: str, args: Any) -> SparkSubmitOperator
     },
 )
 def titanic_retrain() -> None:
-    """Wiring only: every step is a function of lifeboat.retrain (see the module doc above)."""
+    """Wiring only: every step is a function of lifeboat.orchestration.retrain (see the module doc above)."""
 
     @task
     def pull_data() -> dict[str, Any]:
-        from lifeboat import retrain
-        from lifeboat.data import DataError
+        from lifeboat.data.versioning import DataError
+        from lifeboat.orchestration import retrain
 
         with retrain.fail_without_retry(DataError):
             return retrain.pull_data(get_settings())
 
     @task
     def validate_data() -> dict[str, Any]:
-        from lifeboat import retrain
-        from lifeboat.schema import DataValidationError
+        from lifeboat.dataset.schema import DataValidationError
+        from lifeboat.orchestration import retrain
 
         with retrain.fail_without_retry(DataValidationError):
             return retrain.validate_data(get_settings())
 
     @task
     def drift_report(pulled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
-        from lifeboat import retrain
+        from lifeboat.orchestration import retrain
 
         return retrain.drift_report(get_settings(), str(run_id), bool(pulled["new_data"]))
 
@@ -129,7 +129,7 @@ def titanic_retrain() -> None:
     ) -> bool:
         import logging
 
-        from lifeboat import retrain
+        from lifeboat.orchestration import retrain
 
         settings = get_settings()
         with retrain.fail_without_retry(retrain.BadRunParams):
@@ -140,7 +140,7 @@ def titanic_retrain() -> None:
 
     @task(multiple_outputs=True)
     def plan_spark_jobs(run_id: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from lifeboat import retrain
+        from lifeboat.orchestration import retrain
 
         settings = get_settings()
         with retrain.fail_without_retry(retrain.BadRunParams):
@@ -149,7 +149,7 @@ def titanic_retrain() -> None:
 
     @task
     def evaluate_gate(run_id: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
-        from lifeboat import retrain
+        from lifeboat.orchestration import retrain
 
         settings = get_settings()
         run_params = retrain.RunParams.from_params(params or {}, settings)
@@ -157,19 +157,19 @@ def titanic_retrain() -> None:
 
     @task.branch
     def promotion_branch(gate: dict[str, Any]) -> str:
-        from lifeboat import retrain
+        from lifeboat.orchestration import retrain
 
         return retrain.promotion_branch(gate, "promote", "no_promotion")
 
     @task
     def promote(run_id: str | None = None) -> dict[str, Any]:
-        from lifeboat import retrain
+        from lifeboat.orchestration import retrain
 
         return retrain.promote(get_settings(), str(run_id))
 
     @task
     def reload_serving(promoted: dict[str, Any]) -> dict[str, Any]:
-        from lifeboat import retrain
+        from lifeboat.orchestration import retrain
 
         with retrain.fail_without_retry(retrain.ReloadRefused):
             return retrain.reload_serving(get_settings(), str(promoted["version"]))

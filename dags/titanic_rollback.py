@@ -14,7 +14,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, task
 
-from lifeboat.alerts import notify_failure
+from lifeboat.orchestration.alerts import notify_failure
 from lifeboat.settings import get_settings
 
 SETTINGS = get_settings()
@@ -52,12 +52,13 @@ SETTINGS = get_settings()
     },
 )
 def titanic_rollback() -> None:
-    """Wiring only: lifeboat.retrain.rollback, then lifeboat.retrain.reload_serving."""
+    """Wiring only: lifeboat.orchestration.retrain.rollback, then
+    lifeboat.orchestration.retrain.reload_serving."""
 
     @task(retries=0)
     def rollback(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
-        from lifeboat import retrain
-        from lifeboat.registry import RollbackError
+        from lifeboat.orchestration import retrain
+        from lifeboat.registry.store import RollbackError
 
         params = params or {}
         actor = str(params.get("requested_by") or getattr(dag_run, "triggering_user_name", None) or "airflow")
@@ -66,7 +67,7 @@ def titanic_rollback() -> None:
 
     @task
     def reload_serving(rolled_back: dict[str, Any]) -> dict[str, Any]:
-        from lifeboat import retrain
+        from lifeboat.orchestration import retrain
 
         with retrain.fail_without_retry(retrain.ReloadRefused):
             return retrain.reload_serving(get_settings(), str(rolled_back["restored_version"]))

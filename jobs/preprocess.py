@@ -3,7 +3,7 @@
     spark-submit --master local[2] jobs/preprocess.py --output .lifeboat/runs/<run>/preprocess
 
 Exit codes: 0 done; 2 invalid input data (nothing written to --output); 1 any other failure.
-The logic lives in :mod:`lifeboat.preprocessing`; this file only parses arguments and runs it.
+The logic lives in :mod:`lifeboat.training.preprocessing`; this file only parses arguments and runs it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import logging
 import sys
 from pathlib import Path
 
-from lifeboat.pipeline import report_failure
-from lifeboat.preprocessing import PreprocessError, discover_inputs, run_preprocess, validate_inputs
+from lifeboat.orchestration.pipeline import report_failure
 from lifeboat.settings import get_settings
-from lifeboat.spark import job_session
+from lifeboat.training.preprocessing import PreprocessError, discover_inputs, run_preprocess, validate_inputs
+from lifeboat.training.spark import job_session
 
 logger = logging.getLogger("lifeboat.jobs.preprocess")
 

@@ -4,7 +4,7 @@
         --output .lifeboat/runs/<run>/train
 
 Exit codes: 0 done; 2 unusable input folder or arguments; 3 the ONNX serving artifact failed the parity check
-(nothing registered); 1 any other failure. The logic lives in :mod:`lifeboat.training`.
+(nothing registered); 1 any other failure. The logic lives in :mod:`lifeboat.training.train`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import logging
 import sys
 from pathlib import Path
 
-from lifeboat.pipeline import report_failure
-from lifeboat.registry import configure_mlflow
+from lifeboat.orchestration.pipeline import report_failure
+from lifeboat.registry.store import configure_mlflow
 from lifeboat.settings import get_settings
-from lifeboat.spark import job_session
-from lifeboat.training import (
+from lifeboat.training.spark import job_session
+from lifeboat.training.train import (
     FAMILIES,
     GRID_SIZES,
     SUMMARY_NAME,

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lifeboat import data
-from lifeboat.pipeline import JobDataError
-from lifeboat.schema import DataValidationError, validate_csv
+from lifeboat.data import versioning as data
+from lifeboat.dataset.schema import DataValidationError, validate_csv
+from lifeboat.orchestration.pipeline import JobDataError
 from lifeboat.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -231,7 +231,7 @@ def _print_gate(result: dict[str, Any]) -> None:
     arg("--run-id", help="run folder name under <state>/runs (default: a new manual__<time> id)"),
 )
 def _preprocess(args: argparse.Namespace) -> int:
-    from lifeboat import pipeline
+    from lifeboat.orchestration import pipeline
 
     settings = get_settings()
     run_id = args.run_id or pipeline.new_run_id()
@@ -250,7 +250,7 @@ def _preprocess(args: argparse.Namespace) -> int:
     arg("--dry-run", action="store_true", help="train, register and gate, but never move the champion"),
 )
 def _train(args: argparse.Namespace) -> int:
-    from lifeboat import pipeline
+    from lifeboat.orchestration import pipeline
 
     settings = get_settings()
     run_id = args.run_id or pipeline.new_run_id()
@@ -274,7 +274,7 @@ def _train(args: argparse.Namespace) -> int:
     arg("--dry-run", action="store_true", help="record the decision but never move the champion"),
 )
 def _promote(args: argparse.Namespace) -> int:
-    from lifeboat import pipeline
+    from lifeboat.orchestration import pipeline
 
     result = pipeline.gate_and_promote(get_settings(), args.run_id or _latest_run_id(), dry_run=args.dry_run)
     _print_gate(result)
@@ -290,7 +290,7 @@ def _promote(args: argparse.Namespace) -> int:
 def _rollback(args: argparse.Namespace) -> int:
     import getpass
 
-    from lifeboat import registry
+    from lifeboat.registry import store as registry
 
     settings = get_settings()
     registry.configure_mlflow(settings)
@@ -302,7 +302,7 @@ def _rollback(args: argparse.Namespace) -> int:
 
 @command("models", "show the champion, previous champion, challenger and recent versions as JSON")
 def _models(args: argparse.Namespace) -> int:
-    from lifeboat import registry
+    from lifeboat.registry import store as registry
 
     settings = get_settings()
     registry.configure_mlflow(settings)
@@ -355,7 +355,7 @@ def _new_batch(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from lifeboat import simulate
+    from lifeboat.data import simulate
 
     settings = get_settings()
     spec = simulate.parse_spec(args.drift)
@@ -384,7 +384,7 @@ def _new_batch(args: argparse.Namespace) -> int:
 def _replay(args: argparse.Namespace) -> int:
     import httpx
 
-    from lifeboat import simulate
+    from lifeboat.data import simulate
 
     settings = get_settings()
     source = args.input or settings.unlabelled_data
@@ -425,7 +425,7 @@ def _replay(args: argparse.Namespace) -> int:
     arg("--name", default=None, help="report name (default: <current>-<UTC time>)"),
 )
 def _drift(args: argparse.Namespace) -> int:
-    from lifeboat.monitoring import run_drift
+    from lifeboat.monitoring.checks import run_drift
 
     summary = run_drift(get_settings(), args.current, args.name, args.batch, args.last_n, args.hours)
     print(f"drift report {summary.name}: {summary.message}")
@@ -455,7 +455,7 @@ if __name__ == "__main__":
     arg("--timeout", type=float, default=1800.0, help="seconds to wait for the run (default: 1800)"),
 )
 def _up(args: argparse.Namespace) -> int:
-    from lifeboat import stack
+    from lifeboat.stack import embedded as stack
 
     settings = get_settings()
     stack.up(settings, data.repo_root())
@@ -503,7 +503,7 @@ def _follow_run(client: Any, dag_id: str, run_id: str, timeout: float) -> str:
 
 
 def _print_stack_summary(settings: Any) -> None:
-    from lifeboat import stack
+    from lifeboat.stack import embedded as stack
 
     where = stack.urls(settings)
     found = stack.load_secrets(stack.StackPaths.from_settings(settings))
@@ -524,7 +524,7 @@ def _print_stack_summary(settings: Any) -> None:
 
 @command("down", "stop the processes `lifeboat up` started (by their recorded pids, nothing else)")
 def _down(args: argparse.Namespace) -> int:
-    from lifeboat import stack
+    from lifeboat.stack import embedded as stack
 
     stack.down(get_settings())
     return EXIT_OK
@@ -532,7 +532,7 @@ def _down(args: argparse.Namespace) -> int:
 
 @command("status", "show which processes of the stack run and whether they answer")
 def _status(args: argparse.Namespace) -> int:
-    from lifeboat import stack
+    from lifeboat.stack import embedded as stack
 
     report = stack.status(get_settings())
     for name, item in report.items():
@@ -552,7 +552,7 @@ def _status(args: argparse.Namespace) -> int:
     arg("--timeout", type=float, default=1800.0, help="seconds to wait for the run (default: 1800)"),
 )
 def _trigger(args: argparse.Namespace) -> int:
-    from lifeboat import stack
+    from lifeboat.stack import embedded as stack
 
     try:
         conf = json.loads(args.conf)

@@ -86,7 +86,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(2_000_000, ge=1024)
     prediction_log_max_rows: int = Field(100_000, ge=100)
 
-    # Drift monitoring (lifeboat/drift.py explains the defaults: they were calibrated on 300-row batches)
+    # Drift monitoring (lifeboat/monitoring/drift.py explains the defaults: they were calibrated on 300-row
+    # batches)
     drift_min_rows: int = Field(300, ge=1)
     drift_share_threshold: float = Field(0.1, gt=0, le=1)
     drift_num_method: str = "wasserstein"

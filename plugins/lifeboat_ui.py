@@ -1,4 +1,5 @@
-"""lifeboat's pages in the Airflow UI: "Drift reports" and "Models" (the logic is in :mod:`lifeboat.ui`).
+"""lifeboat's pages in the Airflow UI: "Drift reports" and "Models" (the logic is in
+:mod:`lifeboat.orchestration.ui`).
 
 The FastAPI app is mounted by the api-server under ``/lifeboat``; the two external views put it in the UI's
 "Browse" menu and show it in an iframe (``url_route``). Their ``href`` has no leading slash, so it resolves
@@ -12,7 +13,7 @@ from typing import Any, ClassVar
 
 from airflow.plugins_manager import AirflowPlugin
 
-from lifeboat.ui import create_ui_app
+from lifeboat.orchestration.ui import create_ui_app
 
 URL_PREFIX = "/lifeboat"
 

@@ -20,7 +20,7 @@ from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from lifeboat.prediction_log import PredictionLog
+from lifeboat.monitoring.prediction_log import PredictionLog
 from lifeboat.settings import Settings, get_settings
 from serving.batch_input import MAX_LISTED_ERRORS
 from serving.champion_source import ChampionSource
@@ -46,7 +46,8 @@ Titanic survival predictions from the MLflow registry's champion (ONNX, no JVM).
   "drift_alerts": "No drift detected", "model_version": "3"}`; `survived` is 1 exactly when the rounded
   probability is ≥ 0.5.
 * **Strict input**: integers must be JSON integers (`"3"`, `3.0` and `true` are refused), numbers JSON
-  numbers, NaN/Infinity and unknown fields are refused; ranges and vocabularies come from `lifeboat.schema`.
+  numbers, NaN/Infinity and unknown fields are refused; ranges and vocabularies come from
+  `lifeboat.dataset.schema`.
   Bad input is always a 4xx (422 naming the field, 413 too large, 415 wrong Content-Type), never a 5xx.
 * **Batches** are all or nothing: a 422 lists every invalid row index and field and nothing is scored.
 * **No model yet** (no champion, registry down): `/ready` and the prediction endpoints answer 503 with the

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from lifeboat.schema import BY_NAME, COLUMN_NAMES, COLUMNS
+from lifeboat.dataset.schema import BY_NAME, COLUMN_NAMES, COLUMNS
 from serving.schemas import (
     BatchRequest,
     PassengerIn,

@@ -3,7 +3,8 @@
 Every call names the tracking URI explicitly (no global MLflow state), so several apps with different
 registries can live in one process (tests) and nothing else in the process can redirect the server.
 
-This module deliberately does not import :mod:`lifeboat.registry` (which pulls in scikit-learn and the gate
+This module deliberately does not import :mod:`lifeboat.registry.store` (which pulls in scikit-learn and the
+gate
 for training-side work): the server needs only MLflow's client, onnxruntime and the feature code.
 """
 
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifeboat.artifact import ArtifactError, ServingModel
+from lifeboat.registry.artifact import ArtifactError, ServingModel
 from serving.model_holder import LoadedModel, ModelMeta
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-#: The alias the server follows (the same name as ``lifeboat.registry.CHAMPION``; a test checks it).
+#: The alias the server follows (the same name as ``lifeboat.registry.store.CHAMPION``; a test checks it).
 CHAMPION_ALIAS = "champion"
 METRIC_PREFIX = "holdout_"
 GATE_METRIC_PREFIX = "gate.challenger."

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import anyio.to_thread
 
-from lifeboat.artifact import ArtifactError
+from lifeboat.registry.artifact import ArtifactError
 from serving.champion_source import ChampionSource, NoChampion, RegistryUnavailable
 from serving.fleet import FleetBoard, WorkerStatus
 from serving.metrics import ServingMetrics

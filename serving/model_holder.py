@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lifeboat.artifact import ServingModel
+from lifeboat.registry.artifact import ServingModel
 
 
 @dataclass(frozen=True)

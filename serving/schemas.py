@@ -1,6 +1,7 @@
 """Request and response models of the prediction API.
 
-The passenger input model is generated from :data:`lifeboat.schema.COLUMNS` (the one definition of the raw
+The passenger input model is generated from :data:`lifeboat.dataset.schema.COLUMNS` (the one definition of
+the raw
 columns, their ranges and vocabularies), so the API can never accept what training would refuse.
 
 Strictness (a deliberate choice, documented in the OpenAPI description):
@@ -30,7 +31,7 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
-from lifeboat.schema import COLUMNS, ID_COLUMN, ColumnSpec
+from lifeboat.dataset.schema import COLUMNS, ID_COLUMN, ColumnSpec
 
 #: An example passenger for the OpenAPI docs (Kaggle test.csv row 1 changed into a first-class woman).
 EXAMPLE_PASSENGER: dict[str, Any] = {

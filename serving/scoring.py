@@ -12,9 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from lifeboat.features import NO_DRIFT
-from lifeboat.prediction_log import PredictionLog
-from lifeboat.schema import COLUMN_NAMES
+from lifeboat.dataset.features import NO_DRIFT
+from lifeboat.dataset.schema import COLUMN_NAMES
+from lifeboat.monitoring.prediction_log import PredictionLog
 from serving.metrics import ServingMetrics
 from serving.model_holder import LoadedModel
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 
-from lifeboat.prediction_log import PredictionLog
+from lifeboat.monitoring.prediction_log import PredictionLog
 from lifeboat.settings import Settings
 from serving.champion_sync import ChampionSync
 from serving.metrics import ServingMetrics

@@ -93,7 +93,7 @@ def raw_test_csv() -> Path:
 @pytest.fixture(scope="session")
 def spark() -> Iterator[object]:
     """One local SparkSession for every Spark test (2 threads, no UI)."""
-    from lifeboat.spark import build_session
+    from lifeboat.training.spark import build_session
 
     # Python workers (mapInPandas, UDFs) must run this interpreter, not whatever python3 is first on PATH.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from lifeboat.artifact import ArtifactError
+from lifeboat.registry.artifact import ArtifactError
 from serving.champion_source import NoChampion, RegistryUnavailable
 from serving.schemas import Message, ReloadOut, WorkerVersion
 from serving.state import StateDep

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from lifeboat.compose import ComposeProject, load_project, read_env_file
+from tests.deploy.compose import ComposeProject, load_project, read_env_file
 from tests.deploy.host_stack import HostStack
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

@@ -1,7 +1,7 @@
 """Compose services run as host processes: the production stack on loopback, without Docker.
 
 :class:`HostStack` takes the services of docker-compose.yml (loaded with a filled env), maps them to this
-machine with :func:`lifeboat.compose.host_process` (service names -> 127.0.0.1, container ports -> free
+machine with :func:`tests.deploy.compose.host_process` (service names -> 127.0.0.1, container ports -> free
 ports, container paths -> temporary folders and this repository) and runs them: one-shot services to
 completion, long-running ones in their own process group until :meth:`HostStack.stop_all`, which stops
 every process it started by its pid (SIGTERM, then SIGKILL).
@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lifeboat.compose import (
+from tests.deploy.compose import (
     ComposeProject,
     Dockerfile,
     HostMapping,

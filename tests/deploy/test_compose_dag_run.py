@@ -28,9 +28,9 @@ from typing import Any
 import httpx
 import pytest
 
-from lifeboat.airflow_api import AirflowClient, TaskState
-from lifeboat.artifact import CANARY_PASSENGER
-from lifeboat.prediction_log import read_window
+from lifeboat.monitoring.prediction_log import read_window
+from lifeboat.orchestration.airflow_api import AirflowClient, TaskState
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from lifeboat.settings import Settings
 from tests.deploy.host_stack import HostStack
 from tests.deploy.test_compose_on_host import connect

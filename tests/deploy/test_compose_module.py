@@ -1,4 +1,4 @@
-"""lifeboat/compose.py: Compose interpolation, env files, services, Dockerfiles and the host mapping."""
+"""tests/deploy/compose.py: Compose interpolation, env files, services, Dockerfiles and the host mapping."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeboat.compose import (
+from tests.deploy.compose import (
     ComposeError,
     HostMapping,
     InterpolationError,

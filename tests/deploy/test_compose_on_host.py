@@ -22,9 +22,9 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from lifeboat.compose import ComposeProject
-from lifeboat.registry import CHAMPION, load_serving_model, promote_if_better, version_by_alias
+from lifeboat.registry.store import CHAMPION, load_serving_model, promote_if_better, version_by_alias
 from lifeboat.settings import Settings
+from tests.deploy.compose import ComposeProject
 from tests.deploy.conftest import run_init_databases
 from tests.deploy.host_stack import HostStack
 from tests.support.models import mlflow_store, register_sklearn_version, split_by_passenger_id

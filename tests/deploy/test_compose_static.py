@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 
-from lifeboat.compose import (
+from lifeboat.settings import Settings
+from tests.deploy.compose import (
     ComposeProject,
     InterpolationError,
     Service,
@@ -30,7 +31,6 @@ from lifeboat.compose import (
     read_env_file,
     tree_references,
 )
-from lifeboat.settings import Settings
 from tests.deploy.conftest import (
     AIRFLOW_DOCKERFILE,
     COMPOSE_FILE,

@@ -16,9 +16,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from lifeboat.drift import ANALYSED_COLUMNS, drift_report
+from lifeboat.data.simulate import DriftSpec, make_batch
+from lifeboat.monitoring.drift import ANALYSED_COLUMNS, drift_report
 from lifeboat.settings import Settings
-from lifeboat.simulate import DriftSpec, make_batch
 from tests.drift.drift_cases import START_ID
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]

@@ -1,6 +1,7 @@
 """Calibration of the pinned drift methods and thresholds: false-positive rate and detection rate.
 
-These use :func:`lifeboat.drift.score_columns` (the very Evidently drift methods the report runs, without the
+These use :func:`lifeboat.monitoring.drift.score_columns` (the very Evidently drift methods the report runs,
+without the
 report's widgets), so hundreds of batches take seconds; tests/drift/test_drift_report.py checks that the
 report gives the same scores. Run with ``-s`` to see the measured rates.
 """
@@ -10,9 +11,9 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from lifeboat.drift import ANALYSED_COLUMNS, analysis_frame, score_columns
+from lifeboat.data.simulate import DriftSpec, make_batch
+from lifeboat.monitoring.drift import ANALYSED_COLUMNS, analysis_frame, score_columns
 from lifeboat.settings import Settings
-from lifeboat.simulate import DriftSpec, make_batch
 from tests.drift.drift_cases import BATCH_ROWS, SPEC_EXPECTATIONS, START_ID
 
 pytestmark = pytest.mark.unit

@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 from scipy.stats import wasserstein_distance
 
-from lifeboat import drift
-from lifeboat.drift import (
+from lifeboat.data.simulate import DriftSpec, make_batch, replay_rows
+from lifeboat.monitoring import drift
+from lifeboat.monitoring.drift import (
     ANALYSED_COLUMNS,
     DriftError,
     DriftSummary,
@@ -28,7 +29,6 @@ from lifeboat.drift import (
     score_columns,
 )
 from lifeboat.settings import Settings
-from lifeboat.simulate import DriftSpec, make_batch, replay_rows
 from tests.drift.drift_cases import BATCH_ROWS, SPEC_EXPECTATIONS, START_ID
 
 pytestmark = pytest.mark.integration
@@ -296,7 +296,7 @@ def test_log_to_mlflow_only_inside_an_active_run(
 def test_current_from_requests_reads_the_prediction_log(
     raw_test_csv: Path, train_frame: pd.DataFrame, drift_settings: Settings, tmp_path: Path
 ) -> None:
-    from lifeboat.prediction_log import PredictionLog
+    from lifeboat.monitoring.prediction_log import PredictionLog
 
     log_path = tmp_path / "predictions.sqlite"
     log = PredictionLog(log_path, max_rows=10_000)

@@ -10,8 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat.schema import BY_NAME, COLUMN_NAMES, validate_csv
-from lifeboat.simulate import (
+from lifeboat.data.simulate import (
     CategoryMix,
     DriftSpec,
     MissingValues,
@@ -22,6 +21,7 @@ from lifeboat.simulate import (
     replay_rows,
     write_batch,
 )
+from lifeboat.dataset.schema import BY_NAME, COLUMN_NAMES, validate_csv
 from tests.drift.drift_cases import SPEC_EXPECTATIONS, START_ID
 
 pytestmark = pytest.mark.unit

@@ -1,4 +1,5 @@
-"""Pure parts of lifeboat.drift: the analysis frame, the summary's JSON form, the retraining decision."""
+"""Pure parts of lifeboat.monitoring.drift: the analysis frame, the summary's JSON form, the retraining
+decision."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat.drift import (
+from lifeboat.data.simulate import make_batch, write_batch
+from lifeboat.dataset.features import derive_titles
+from lifeboat.monitoring.drift import (
     ANALYSED_COLUMNS,
     CATEGORICAL_COLUMNS,
     NUMERICAL_COLUMNS,
@@ -22,8 +25,6 @@ from lifeboat.drift import (
     sample_rows,
     should_retrain,
 )
-from lifeboat.features import derive_titles
-from lifeboat.simulate import make_batch, write_batch
 from tests.drift.drift_cases import START_ID
 
 pytestmark = pytest.mark.unit

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeboat import data
+from lifeboat.data import versioning as data
 from lifeboat.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -21,9 +21,9 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from lifeboat import registry
-from lifeboat.evaluation import EvaluationError, binary_metrics
-from lifeboat.registry import (
+from lifeboat.registry import store as registry
+from lifeboat.registry.evaluation import EvaluationError, binary_metrics
+from lifeboat.registry.store import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS_CHAMPION,

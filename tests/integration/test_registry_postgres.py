@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from lifeboat.registry import (
+from lifeboat.registry.store import (
     CHAMPION,
     PREVIOUS_CHAMPION,
     model_summary,

@@ -15,10 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from lifeboat import stack
-from lifeboat.airflow_api import AirflowClient
-from lifeboat.artifact import CANARY_PASSENGER
+from lifeboat.orchestration.airflow_api import AirflowClient
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from lifeboat.settings import Settings
+from lifeboat.stack import embedded as stack
 from tests.conftest import REPO_ROOT
 from tests.serving.serving_support import free_port
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from lifeboat.retrain import folder_name
+from lifeboat.orchestration.retrain import folder_name
 from tests.conftest import REPO_ROOT
 from tests.orchestration.conftest import LiveStack
 from tests.support.chromium import Browser

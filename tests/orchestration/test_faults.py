@@ -14,9 +14,9 @@ import httpx
 import psutil
 import pytest
 
-from lifeboat import stack
-from lifeboat.artifact import CANARY_PASSENGER
-from lifeboat.retrain import folder_name
+from lifeboat.orchestration.retrain import folder_name
+from lifeboat.registry.artifact import CANARY_PASSENGER
+from lifeboat.stack import embedded as stack
 from tests.orchestration.conftest import RETRAIN, RUN_TIMEOUT, LiveStack
 
 pytestmark = pytest.mark.integration

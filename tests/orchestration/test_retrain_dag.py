@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from lifeboat.artifact import CANARY_PASSENGER
-from lifeboat.retrain import folder_name
+from lifeboat.orchestration.retrain import folder_name
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from tests.conftest import REPO_ROOT
 from tests.orchestration.conftest import RETRAIN, ROLLBACK, LiveStack
 
@@ -216,7 +216,7 @@ def test_rollback_restores_the_previous_champion_and_the_server_serves_it(
 
 
 def test_rollback_without_a_reason_is_refused(live_stack: LiveStack, first_run: dict[str, Any]) -> None:
-    from lifeboat.airflow_api import AirflowApiError
+    from lifeboat.orchestration.airflow_api import AirflowApiError
 
     with pytest.raises(AirflowApiError, match="reason"):
         live_stack.client.trigger(ROLLBACK, {"requested_by": "pytest"})

@@ -1,6 +1,7 @@
 """The lifeboat pages of the Airflow UI: drift reports, models, Airflow's authentication, plugin discovery.
 
-The page tests mount :func:`lifeboat.ui.create_ui_app` under ``/lifeboat`` (as the api-server does) and
+The page tests mount :func:`lifeboat.orchestration.ui.create_ui_app` under ``/lifeboat`` (as the api-server
+does) and
 replace only Airflow's access dependency; the reports are real ``drift_report`` output and the registry a real
 MLflow store on SQLite. The authentication test runs the real ``airflow api-server`` (SimpleAuthManager, a
 temporary AIRFLOW_HOME and SQLite database) with the plugin folder of this repository on a free loopback port.
@@ -33,16 +34,16 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from lifeboat.drift import drift_report
-from lifeboat.settings import Settings
-from lifeboat.simulate import DriftSpec, make_batch
-from lifeboat.ui import (
+from lifeboat.data.simulate import DriftSpec, make_batch
+from lifeboat.monitoring.drift import drift_report
+from lifeboat.orchestration.ui import (
     UnavailableError,
     check_registry_reachable,
     create_ui_app,
     mlflow_ui_base,
     redact_uri,
 )
+from lifeboat.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.drift.drift_cases import BATCH_ROWS, START_ID
 from tests.support.models import mlflow_store, register_sklearn_version, split_by_passenger_id
@@ -413,7 +414,7 @@ def registry_settings(
     """
     from mlflow import MlflowClient
 
-    from lifeboat.registry import promote_if_better
+    from lifeboat.registry.store import promote_if_better
 
     settings = registry_settings_of(module_dirs)
     train, holdout = split_by_passenger_id(pd.read_csv(raw_train_csv))

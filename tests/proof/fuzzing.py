@@ -18,7 +18,7 @@ from schemathesis import APIOperation, Case, GenerationMode, Response
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi import checks as openapi_checks
 
-from lifeboat.schema import COLUMNS
+from lifeboat.dataset.schema import COLUMNS
 
 #: Checks run on every answer: never a 5xx, and the answer is what the OpenAPI description promises.
 CONFORMANCE_CHECKS = (

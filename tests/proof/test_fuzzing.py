@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from lifeboat.artifact import CANARY_PASSENGER
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from tests.proof.fuzzing import FuzzTally, fuzz
 from tests.proof.proof_support import prediction_problem
 from tests.serving.serving_support import LiveServer, StoreRef, serving_settings

@@ -32,8 +32,8 @@ from typing import Any
 import httpx
 import pytest
 
-from lifeboat.artifact import CANARY_PASSENGER
-from lifeboat.prediction_log import read_window
+from lifeboat.monitoring.prediction_log import read_window
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from serving.batch_input import MAX_LISTED_ERRORS
 from tests.proof.proof_support import prediction_problem
 from tests.serving.serving_support import LiveServer, StoreRef

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lifeboat.artifact import CANARY_PASSENGER
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from tests.proof.proof_support import batch_problem, mlflow_server, prediction_problem, register_artifact_copy
 from tests.serving.serving_support import ServingVersions, StoreRef, auth, set_champion
 

@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat.prediction_log import META_COLUMNS, PredictionLog, read_window
-from lifeboat.schema import COLUMN_NAMES
+from lifeboat.dataset.schema import COLUMN_NAMES
+from lifeboat.monitoring.prediction_log import META_COLUMNS, PredictionLog, read_window
 
 pytestmark = pytest.mark.unit
 
@@ -159,7 +159,7 @@ def test_a_locked_database_never_blocks_the_caller(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from lifeboat.prediction_log import PredictionLog
+from lifeboat.monitoring.prediction_log import PredictionLog
 log = PredictionLog(sys.argv[1], max_rows=100000)
 log.start()
 for start in range(0, 2000, 20):

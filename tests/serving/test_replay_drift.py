@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeboat.prediction_log import read_window
+from lifeboat.monitoring.prediction_log import read_window
 from tests.conftest import REPO_ROOT
 from tests.serving.serving_support import LiveServer, StoreRef, copy_store, live_server, serving_settings
 

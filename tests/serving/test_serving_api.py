@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from lifeboat.artifact import CANARY_PASSENGER
-from lifeboat.features import NO_DRIFT
-from lifeboat.prediction_log import read_window
+from lifeboat.dataset.features import NO_DRIFT
+from lifeboat.monitoring.prediction_log import read_window
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from tests.serving.serving_support import TOKEN, ServingVersions, StoreRef, auth, free_port, set_champion
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from lifeboat.artifact import CANARY_PASSENGER
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from tests.serving.serving_support import StoreRef
 
 pytestmark = pytest.mark.integration

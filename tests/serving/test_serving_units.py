@@ -18,8 +18,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from pydantic import ValidationError
 
-from lifeboat.artifact import CANARY_PASSENGER
-from lifeboat.schema import COLUMNS
+from lifeboat.dataset.schema import COLUMNS
+from lifeboat.registry.artifact import CANARY_PASSENGER
 from serving.batch_input import BatchInvalid, passenger_from_json_body, passengers_from_csv
 from serving.champion_source import CHAMPION_ALIAS
 from serving.fleet import FleetBoard
@@ -32,7 +32,8 @@ pytestmark = pytest.mark.unit
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
-# --- the input model comes from lifeboat.schema -------------------------------------------------------------
+# --- the input model comes from lifeboat.dataset.schema
+# -------------------------------------------------------------
 
 
 def test_the_input_model_has_exactly_the_schema_columns_and_constraints() -> None:
@@ -160,7 +161,7 @@ def test_the_fast_passenger_lane_accepts_exactly_what_the_input_model_accepts() 
 
 
 def test_the_served_alias_is_the_registry_champion() -> None:
-    from lifeboat.registry import CHAMPION
+    from lifeboat.registry.store import CHAMPION
 
     assert CHAMPION_ALIAS == CHAMPION
 

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat import preprocessing
-from lifeboat.features import FEATURE_NAMES, FeatureSpec, encode, fit_feature_spec
-from lifeboat.schema import COLUMNS
+from lifeboat.dataset.features import FEATURE_NAMES, FeatureSpec, encode, fit_feature_spec
+from lifeboat.dataset.schema import COLUMNS
+from lifeboat.training import preprocessing
 
 pytestmark = pytest.mark.spark
 
@@ -57,7 +57,8 @@ def raw_rows(output: Path) -> pd.DataFrame:
 
 
 def parse_like_validator(path: Path) -> pd.DataFrame:
-    """A CSV parsed the way lifeboat.schema.validate_csv reads cells: stripped, empty = missing, numbers."""
+    """A CSV parsed the way lifeboat.dataset.schema.validate_csv reads cells: stripped, empty = missing,
+    numbers."""
     text = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
     out = pd.DataFrame(index=text.index)
     for spec in COLUMNS:

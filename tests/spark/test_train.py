@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat import training
-from lifeboat.evaluation import METRIC_NAMES
-from lifeboat.features import FEATURE_NAMES
-from lifeboat.preprocessing import HOLDOUT_RAW_DIR
+from lifeboat.dataset.features import FEATURE_NAMES
+from lifeboat.registry.evaluation import METRIC_NAMES
+from lifeboat.training import train as training
+from lifeboat.training.preprocessing import HOLDOUT_RAW_DIR
 
 pytestmark = pytest.mark.spark
 
@@ -82,7 +82,7 @@ def check_both_artifacts(name: str, summary: dict[str, Any], family: str, workdi
     """The Spark model is logged with its flavour; the serving artifact loads as the server loads it."""
     import mlflow
 
-    from lifeboat.registry import load_serving_model
+    from lifeboat.registry.store import load_serving_model
 
     spark_info = mlflow.models.get_model_info(summary["spark_model_uri"])
     assert "spark" in spark_info.flavors

@@ -3,7 +3,7 @@
 The benchmark (benchmarks/bench_training.py) showed two things these tests pin down: cross-validating every
 family on 800k rows does not fit a 15-minute budget on 2 cores (hence ``cv_sample_rows``), and tree models
 trained on more than 10,000 rows exported with thresholds rounded to the NEAREST float32 disagree with Spark
-on rows lying on a split midpoint (hence :func:`lifeboat.training.float32_at_or_below`).
+on rows lying on a split midpoint (hence :func:`lifeboat.training.train.float32_at_or_below`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat import training
-from lifeboat.preprocessing import ID, LABEL, TRAIN
 from lifeboat.settings import get_settings
+from lifeboat.training import train as training
+from lifeboat.training.preprocessing import ID, LABEL, TRAIN
 
 pytestmark = pytest.mark.spark
 

@@ -1,7 +1,8 @@
 """Small real ONNX models for tests that need registered versions without running Spark.
 
 The models are scikit-learn logistic regressions on lifeboat's real feature encoding, converted with
-skl2onnx: real ONNX graphs, loaded by the real :class:`lifeboat.artifact.ServingModel`. ``noise`` degrades a
+skl2onnx: real ONNX graphs, loaded by the real :class:`lifeboat.registry.artifact.ServingModel`. ``noise``
+degrades a
 model on purpose (0 = fit on the true labels, 1 = fit on shuffled labels) so gate tests get better and worse
 versions.
 """
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from lifeboat.features import FEATURE_NAMES, FeatureSpec, encode, fit_feature_spec
+from lifeboat.dataset.features import FEATURE_NAMES, FeatureSpec, encode, fit_feature_spec
 from tests.support.mlflow_state import mlflow_uris_restored
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def register_sklearn_version(
     """
     import mlflow
 
-    from lifeboat.registry import PARITY_TAG, log_serving_model, register_challenger
+    from lifeboat.registry.store import PARITY_TAG, log_serving_model, register_challenger
 
     clf, spec = _fit_sklearn(train, noise, seed)
     onnx_model = _to_onnx(clf)
@@ -116,7 +117,7 @@ def mlflow_store(settings: Settings) -> Iterator[str]:
     For a module- or session-scoped store: creating an MLflow schema takes 10-20 s, so tests that need
     registered versions share one store and keep apart by model name.
     """
-    from lifeboat.registry import configure_mlflow, database_uri
+    from lifeboat.registry.store import configure_mlflow, database_uri
 
     with mlflow_uris_restored():
         uri = database_uri(settings.tracking_uri)

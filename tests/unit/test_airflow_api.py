@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from lifeboat import airflow_api
-from lifeboat.airflow_api import AirflowApiError, AirflowClient
+from lifeboat.orchestration import airflow_api
+from lifeboat.orchestration.airflow_api import AirflowApiError, AirflowClient
 from tests.support.http_stub import http_stub
 
 pytestmark = pytest.mark.unit

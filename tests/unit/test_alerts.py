@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from lifeboat import alerts
+from lifeboat.orchestration import alerts
 from lifeboat.settings import Settings
 from tests.support.http_stub import http_stub
 
@@ -43,7 +43,7 @@ def test_webhook_gets_the_alert(tmp_path: Path, caplog: pytest.LogCaptureFixture
     with http_stub() as stub:
         stub.answer("POST", "/hook", 200, {"ok": True})
         settings = Settings(state_dir=tmp_path, alert_webhook_url=f"{stub.url}/hook")
-        with caplog.at_level(logging.ERROR, logger="lifeboat.alerts"):
+        with caplog.at_level(logging.ERROR, logger="lifeboat.orchestration.alerts"):
             reached = alerts.notify_failure(context(), settings)
     assert reached == ["log", "webhook"]
     body = stub.received[0]["json"]
@@ -62,7 +62,7 @@ def test_undeliverable_alerts_are_logged_not_raised(tmp_path: Path, caplog: pyte
             smtp_host="127.0.0.1",
             smtp_port=9,  # discard port: nothing listens
         )
-        with caplog.at_level(logging.ERROR, logger="lifeboat.alerts"):
+        with caplog.at_level(logging.ERROR, logger="lifeboat.orchestration.alerts"):
             reached = alerts.notify_failure(context(), settings)
     assert reached == ["log"]
     messages = " ".join(r.message for r in caplog.records)

@@ -10,8 +10,8 @@ import onnx
 import pandas as pd
 import pytest
 
-from lifeboat.artifact import INFO_FILE, ONNX_FILE, SPEC_FILE, ArtifactError, ServingModel
-from lifeboat.features import encode
+from lifeboat.dataset.features import encode
+from lifeboat.registry.artifact import INFO_FILE, ONNX_FILE, SPEC_FILE, ArtifactError, ServingModel
 from tests.support.models import sklearn_onnx_model
 
 pytestmark = pytest.mark.unit

@@ -149,7 +149,7 @@ def test_usage_errors_and_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_traceback_flag_reraises(bad_csv: Path, tmp_path: Path, settings_env: pytest.MonkeyPatch) -> None:
-    from lifeboat.schema import DataValidationError
+    from lifeboat.dataset.schema import DataValidationError
 
     settings_env.setenv("LIFEBOAT_INCOMING_DIR", str(tmp_path / "incoming"))
     with pytest.raises(DataValidationError):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from lifeboat import data
-from lifeboat.schema import DataValidationError
+from lifeboat.data import versioning as data
+from lifeboat.dataset.schema import DataValidationError
 from lifeboat.settings import Settings
 
 pytestmark = pytest.mark.unit
@@ -30,7 +30,7 @@ def _settings(tmp_path: Path, **overrides: object) -> Settings:
 
 
 def _recorded_md5(pointer: Path) -> str:
-    """The md5 written in a .dvc pointer file (read independently of lifeboat.data)."""
+    """The md5 written in a .dvc pointer file (read independently of lifeboat.data.versioning)."""
     for line in pointer.read_text().splitlines():
         key, _, value = line.strip().lstrip("- ").partition(":")
         if key == "md5":

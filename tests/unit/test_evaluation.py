@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lifeboat.evaluation import METRIC_NAMES, EvaluationError, binary_metrics
+from lifeboat.registry.evaluation import METRIC_NAMES, EvaluationError, binary_metrics
 
 pytestmark = pytest.mark.unit
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat.features import (
+from lifeboat.dataset.features import (
     ENCODING_VERSION,
     FEATURE_NAMES,
     NO_DRIFT,
@@ -200,7 +200,7 @@ def _both_paths(
     columns: dict[str, list[object]] | pd.DataFrame, spec: FeatureSpec
 ) -> tuple[np.ndarray | None, np.ndarray]:
     """The row-by-row (serving's few rows; None when it refuses the values) and column-wise encodings."""
-    from lifeboat import features
+    from lifeboat.dataset import features
 
     passengers = features._read(columns)
     try:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from lifeboat.gate import GateConfig, GateDecision, decide
+from lifeboat.registry.gate import GateConfig, GateDecision, decide
 from lifeboat.settings import Settings
 
 pytestmark = pytest.mark.unit

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from lifeboat import pipeline, retrain
+from lifeboat.orchestration import pipeline, retrain
 from lifeboat.settings import Settings
 from tests.support.http_stub import http_stub
 

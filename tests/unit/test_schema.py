@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeboat.schema import COLUMN_NAMES, DataValidationError, validate_csv
+from lifeboat.dataset.schema import COLUMN_NAMES, DataValidationError, validate_csv
 
 pytestmark = pytest.mark.unit
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from lifeboat import stack
 from lifeboat.settings import Settings
+from lifeboat.stack import embedded as stack
 from tests.serving.serving_support import free_port
 
 pytestmark = pytest.mark.unit

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from lifeboat.pipeline import train_args
+from lifeboat.orchestration.pipeline import train_args
 from lifeboat.settings import MIN_CV_SAMPLE_ROWS, get_settings
-from lifeboat.training import TrainConfig, float32_at_or_below, stratified_quotas
+from lifeboat.training.train import TrainConfig, float32_at_or_below, stratified_quotas
 
 pytestmark = pytest.mark.unit
 

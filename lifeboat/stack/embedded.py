@@ -495,8 +495,8 @@ def status(settings: Settings) -> dict[str, dict[str, Any]]:
 
 
 def airflow_client(settings: Settings) -> Any:
-    """An :class:`lifeboat.airflow_api.AirflowClient` logged in as the stack's admin."""
-    from lifeboat.airflow_api import AirflowClient
+    """An :class:`lifeboat.orchestration.airflow_api.AirflowClient` logged in as the stack's admin."""
+    from lifeboat.orchestration.airflow_api import AirflowClient
 
     found = load_secrets(StackPaths.from_settings(settings))
     return AirflowClient(urls(settings)["airflow"], AIRFLOW_USER, found["airflow_admin_password"])

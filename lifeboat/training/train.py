@@ -9,7 +9,7 @@
 2. refits the configuration with the best mean CV ROC-AUC on the WHOLE train split and scores the holdout;
 3. logs metrics, parameters, lineage tags and plots to one MLflow run (one nested run per family);
 4. exports the fitted pipeline to ONNX (:func:`export_onnx`) and checks that the serving code path — raw
-   holdout rows through :class:`lifeboat.artifact.ServingModel` — reproduces Spark's probabilities
+   holdout rows through :class:`lifeboat.registry.artifact.ServingModel` — reproduces Spark's probabilities
    (:func:`parity_check`); a failure ends the job before anything is logged as a model or registered;
 5. logs the Spark pipeline and the serving artifact, registers the latter as the ``challenger`` version and
    writes ``train_summary.json``.
@@ -39,12 +39,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from lifeboat import plots
-from lifeboat.artifact import EXTRA_DIR, INFO_FILE, ONNX_FILE, SPEC_FILE, ArtifactError, ServingModel
-from lifeboat.evaluation import binary_metrics
-from lifeboat.features import FeatureSpec, FeatureSpecError
-from lifeboat.lineage import run_lineage
-from lifeboat.preprocessing import (
+from lifeboat.data.lineage import run_lineage
+from lifeboat.dataset.features import FeatureSpec, FeatureSpecError
+from lifeboat.registry.artifact import EXTRA_DIR, INFO_FILE, ONNX_FILE, SPEC_FILE, ArtifactError, ServingModel
+from lifeboat.registry.evaluation import binary_metrics
+from lifeboat.settings import DEFAULT_CV_SAMPLE_ROWS, MIN_CV_SAMPLE_ROWS
+from lifeboat.training import plots
+from lifeboat.training.preprocessing import (
     FEATURES_DIR,
     HOLDOUT,
     HOLDOUT_RAW_DIR,
@@ -59,8 +60,7 @@ from lifeboat.preprocessing import (
     to_pandas,
     write_json,
 )
-from lifeboat.preprocessing import SPEC_FILE as PREPROCESS_SPEC_FILE
-from lifeboat.settings import DEFAULT_CV_SAMPLE_ROWS, MIN_CV_SAMPLE_ROWS
+from lifeboat.training.preprocessing import SPEC_FILE as PREPROCESS_SPEC_FILE
 
 if TYPE_CHECKING:
     from pyspark.ml import Pipeline, PipelineModel
@@ -447,7 +447,7 @@ def cross_validate(
 
     Each (fold, grid point) fit is one task; ``parallelism`` tasks run at once in driver threads (as Spark's
     CrossValidator does). Validation predictions are collected and scored with
-    :func:`lifeboat.evaluation.binary_metrics`, the same definitions as the holdout metrics.
+    :func:`lifeboat.registry.evaluation.binary_metrics`, the same definitions as the holdout metrics.
     """
     from pyspark.sql import functions as F  # noqa: N812
     from pyspark.util import inheritable_thread_target
@@ -710,7 +710,8 @@ def export_onnx(
 
 
 def write_serving_artifact(directory: Path, onnx_model: Any, spec: FeatureSpec, info: dict[str, Any]) -> Path:
-    """Write the serving artifact in the layout :mod:`lifeboat.artifact` documents (and MLflow logs)."""
+    """Write the serving artifact in the layout :mod:`lifeboat.registry.artifact` documents (and MLflow
+    logs)."""
     extra = directory / EXTRA_DIR
     extra.mkdir(parents=True, exist_ok=True)
     (directory / ONNX_FILE).write_bytes(onnx_model.SerializeToString())
@@ -846,7 +847,8 @@ def _log_cv(scores: dict[str, list[ConfigScore]]) -> dict[str, dict[str, Any]]:
 def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
     """Cross-validate, refit, evaluate, export, parity-check, log and register (see the module docstring).
 
-    MLflow must already point at the tracking store and experiment (``lifeboat.registry.configure_mlflow``).
+    MLflow must already point at the tracking store and experiment
+    (``lifeboat.registry.store.configure_mlflow``).
     Raises :class:`TrainingInputError` for an unusable input folder and :class:`ParityError` when the serving
     artifact does not reproduce Spark; in both cases nothing is registered.
     """
@@ -854,7 +856,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
     import mlflow.spark
     import pyspark
 
-    from lifeboat.registry import log_serving_model, register_challenger
+    from lifeboat.registry.store import log_serving_model, register_challenger
 
     started = time.monotonic()
     durations: dict[str, float] = {}

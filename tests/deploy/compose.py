@@ -566,10 +566,8 @@ def missing_required(path: Path, env: Mapping[str, str]) -> dict[str, str]:
 
 
 def default_compose_path() -> Path:
-    """The repository's docker-compose.yml (beside the installed ``lifeboat`` package)."""
-    import lifeboat
-
-    return Path(lifeboat.__file__).resolve().parents[1] / "docker-compose.yml"
+    """The repository's docker-compose.yml (this file is tests/deploy/compose.py)."""
+    return Path(__file__).resolve().parents[2] / "docker-compose.yml"
 
 
 # ---------------------------------------------------------------------------------------------- Dockerfiles

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lifeboat import pipeline
+from lifeboat.orchestration import pipeline
 from lifeboat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,9 @@ def pull_data(settings: Settings) -> dict[str, Any]:
     ``new_data`` is true when the fingerprint differs from the champion's ``data_fingerprint`` tag (or
     there is no champion yet): the files this run would train on are not the ones the champion saw.
     """
-    from lifeboat import data, lineage, registry
+    from lifeboat.data import lineage
+    from lifeboat.data import versioning as data
+    from lifeboat.registry import store as registry
 
     data.pull(settings=settings)
     files = data.training_files(settings)
@@ -160,8 +162,8 @@ def pull_data(settings: Settings) -> dict[str, Any]:
 
 def validate_data(settings: Settings) -> dict[str, Any]:
     """Validate every file a training run reads; raise ``DataValidationError`` naming file, row and column."""
-    from lifeboat import data
-    from lifeboat.schema import validate_csv
+    from lifeboat.data import versioning as data
+    from lifeboat.dataset.schema import validate_csv
 
     checked: list[dict[str, Any]] = []
     total = 0
@@ -183,7 +185,9 @@ def drift_report(settings: Settings, run_id: str, new_data: bool) -> dict[str, A
     there is nothing to compare, e.g. no batch and no logged requests). The report files are also logged to
     MLflow (a run named ``drift <run id>`` in the experiment).
     """
-    from lifeboat import drift, monitoring, registry
+    from lifeboat.monitoring import checks as monitoring
+    from lifeboat.monitoring import drift
+    from lifeboat.registry import store as registry
 
     name = folder_name(run_id)
     has_batches = bool(monitoring.newest_batches(settings))
@@ -204,7 +208,7 @@ def drift_report(settings: Settings, run_id: str, new_data: bool) -> dict[str, A
 def _log_drift_run(settings: Settings, summary: Any, run_id: str) -> None:
     import mlflow
 
-    from lifeboat import drift
+    from lifeboat.monitoring import drift
 
     mlflow.set_experiment(settings.experiment_name)
     tags = {"lifeboat.kind": "drift", "airflow_run_id": run_id}
@@ -223,7 +227,7 @@ def decide_training(
     settings: Settings, params: RunParams, pulled: Mapping[str, Any], drift_summary: Mapping[str, Any]
 ) -> dict[str, Any]:
     """Whether this run trains, and why: no champion yet, the run's override, or the drift policy."""
-    from lifeboat.drift import should_retrain
+    from lifeboat.monitoring.drift import should_retrain
 
     if not pulled.get("champion_version"):
         return {"train": True, "reason": "no champion yet: the first model is trained"}
@@ -271,7 +275,7 @@ def promotion_branch(gate: Mapping[str, Any], promote_task: str, skip_task: str)
 
 
 def promote(settings: Settings, run_id: str) -> dict[str, Any]:
-    """Move the aliases after a passed gate (see :func:`lifeboat.pipeline.promote_run`)."""
+    """Move the aliases after a passed gate (see :func:`lifeboat.orchestration.pipeline.promote_run`)."""
     return _gate_summary(pipeline.promote_run(settings, folder_name(run_id)))
 
 
@@ -365,7 +369,7 @@ def _wait_for_version(base: str, expected: str, timeout: float, poll_seconds: fl
 
 def rollback(settings: Settings, reason: str, actor: str) -> dict[str, Any]:
     """Swap ``champion`` back to ``previous_champion`` (verified first) and record who and why."""
-    from lifeboat import registry
+    from lifeboat.registry import store as registry
 
     registry.configure_mlflow(settings)
     demoted, restored = registry.rollback(settings.model_name, reason, actor)

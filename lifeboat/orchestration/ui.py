@@ -6,11 +6,13 @@ rendered in an iframe). Its routes:
 
 * ``GET /`` - a small index linking to the two pages;
 * ``GET /drift`` - every drift report of :attr:`Settings.resolved_reports_dir`, newest first (from
-  ``index.json``, :func:`lifeboat.drift.read_index`): created time, verdict, share of drifted columns, where
+  ``index.json``, :func:`lifeboat.monitoring.drift.read_index`): created time, verdict, share of drifted
+  columns, where
   the current data came from, row counts; each name opens ``GET /drift/{name}``, the report's own HTML;
 * ``GET /drift/{name}/summary.json`` - the report's JSON summary;
 * ``GET /models`` - champion, previous champion and the recent versions of the registered model
-  (:func:`lifeboat.registry.model_summary`) with their gate decisions and reasons, linked to the MLflow UI
+  (:func:`lifeboat.registry.store.model_summary`) with their gate decisions and reasons, linked to the MLflow
+  UI
   when its URL is known (:func:`mlflow_ui_base`). An unreachable registry gives a 503 page saying so.
 
 Security: every route depends on Airflow's own access check (``requires_access_view(AccessView.PLUGINS)``),
@@ -47,7 +49,8 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
 from lifeboat.settings import Settings, get_settings
 
-# lifeboat.drift (pandas) and lifeboat.registry (scikit-learn, MLflow) are imported inside the functions that
+# lifeboat.monitoring.drift (pandas) and lifeboat.registry.store (scikit-learn, MLflow) are imported inside
+# the functions that
 # use them: the plugin module importing this one is loaded by every Airflow process, not only the api-server.
 
 logger = logging.getLogger(__name__)
@@ -189,7 +192,7 @@ def mlflow_ui_base(settings: Settings) -> str | None:
 
 def drift_reports(settings: Settings) -> list[dict[str, Any]]:
     """The reports of the settings' reports folder, newest first (raises :class:`UnavailableError`)."""
-    from lifeboat.drift import DriftError, read_index
+    from lifeboat.monitoring.drift import DriftError, read_index
 
     try:
         entries = read_index(settings.resolved_reports_dir)
@@ -308,12 +311,12 @@ def check_registry_reachable(tracking_uri: str) -> None:
 
 
 def registry_summary(settings: Settings, last_n: int = DEFAULT_VERSIONS) -> dict[str, Any]:
-    """:func:`lifeboat.registry.model_summary` of the configured model, read-only.
+    """:func:`lifeboat.registry.store.model_summary` of the configured model, read-only.
 
     Points MLflow at the settings' store (no experiment is created) and raises :class:`UnavailableError`
     with the reason when the store cannot be read.
     """
-    from lifeboat.registry import database_uri
+    from lifeboat.registry.store import database_uri
 
     uri = database_uri(settings.tracking_uri)
     check_registry_reachable(uri)
@@ -321,7 +324,7 @@ def registry_summary(settings: Settings, last_n: int = DEFAULT_VERSIONS) -> dict
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from lifeboat.registry import RegistryError, model_summary
+    from lifeboat.registry.store import RegistryError, model_summary
 
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
@@ -385,7 +388,7 @@ def _gate_html(version: Mapping[str, Any]) -> str:
 
 
 def _aliases_html(aliases: Iterable[object]) -> str:
-    from lifeboat.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
+    from lifeboat.registry.store import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION
 
     css = {CHAMPION: "good", PREVIOUS_CHAMPION: "neutral", CHALLENGER: "warn"}
     return " ".join(f'<span class="badge {css.get(str(a), "neutral")}">{_esc(a)}</span>' for a in aliases)
@@ -418,7 +421,7 @@ def _card(title: str, version: Mapping[str, Any] | None, model_name: str, ui: st
 
 def render_models(summary: Mapping[str, Any], settings: Settings) -> str:
     """The "Models" page: champion and previous champion cards, then the recent versions table."""
-    from lifeboat.registry import CHAMPION, PREVIOUS_CHAMPION, database_uri
+    from lifeboat.registry.store import CHAMPION, PREVIOUS_CHAMPION, database_uri
 
     model_name = str(summary.get("model_name", settings.model_name))
     ui = mlflow_ui_base(settings)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lifeboat.schema import validate_csv
+from lifeboat.dataset.schema import validate_csv
 from lifeboat.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -347,7 +347,7 @@ def add_batch(
 ) -> Path:
     """Add a new labelled batch to the training data and version it; return its path in the incoming folder.
 
-    The CSV is validated first (a :class:`~lifeboat.schema.DataValidationError` propagates unchanged and
+    The CSV is validated first (a :class:`~lifeboat.dataset.schema.DataValidationError` propagates unchanged and
     nothing is copied), then copied atomically into the incoming folder as ``name`` (default
     ``batch-<UTC timestamp>.csv``), then tracked with DVC and pushed. If DVC fails, the copy is removed
     again and :class:`DataError` explains why.

@@ -201,7 +201,7 @@ def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> dict
     """
     import pandas as pd
 
-    from lifeboat import registry
+    from lifeboat.registry import store as registry
 
     registry.configure_mlflow(settings)
     base = run_dir(settings, run_id)
@@ -235,7 +235,7 @@ def promote_run(settings: Settings, run_id: str) -> dict[str, Any]:
     ``StaleDecisionError`` when the champion changed since the decision. Idempotent: promoting the version
     that already is the champion changes nothing. Updates ``gate.json`` (``promoted``, ``demoted_version``).
     """
-    from lifeboat import registry
+    from lifeboat.registry import store as registry
 
     path = gate_path(settings, run_id)
     if not path.is_file():

@@ -9,14 +9,15 @@ The steps, each a pure ``DataFrame -> DataFrame`` transform, run by ``jobs/prepr
    repeats there is nothing to de-duplicate and the rows are only spread over the cores by PassengerId;
 4. :func:`assign_split` — train or holdout by a salted hash of PassengerId (stable across runs and batches);
 5. :func:`fit_spec_on_train` — the feature spec fitted on the train split (collected to the driver);
-6. :func:`encode_features` — :func:`lifeboat.features.encode`, the very function serving runs, inside Spark.
+6. :func:`encode_features` — :func:`lifeboat.dataset.features.encode`, the very function serving runs, inside
+Spark.
 
 :func:`run_preprocess` writes everything under one output folder atomically (:func:`atomic_directory`)::
 
     features/           parquet: PassengerId, Survived, split, one float32 column per FEATURE_NAMES
     holdout_raw/        parquet: raw columns + Survived of the holdout (scored by the gate and parity check)
     train_raw/          parquet: raw columns + Survived of the train split (the drift reference)
-    feature_spec.json   lifeboat.features.FeatureSpec fitted on the train split
+    feature_spec.json   lifeboat.dataset.features.FeatureSpec fitted on the train split
     summary.json        inputs (md5, rows), duplicates removed, split sizes and positive rates, settings
 """
 
@@ -36,9 +37,9 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
-from lifeboat import schema
-from lifeboat.features import FeatureSpec, encode, fit_feature_spec
-from lifeboat.lineage import data_fingerprint, file_md5
+from lifeboat.data.lineage import data_fingerprint, file_md5
+from lifeboat.dataset import schema
+from lifeboat.dataset.features import FeatureSpec, encode, fit_feature_spec
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -64,7 +65,8 @@ SOURCE_INDEX = "_source_index"
 SOURCE_FILE = "_source_file"
 SOURCE_ROW = "_source_row"
 
-#: Raw columns :func:`lifeboat.features.fit_feature_spec` reads: only these are collected to the driver.
+#: Raw columns :func:`lifeboat.dataset.features.fit_feature_spec` reads: only these are collected to the
+# driver.
 SPEC_FIT_COLUMNS: tuple[str, ...] = ("Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked")
 #: The whitespace stripped from both ends of every CSV cell: Java's ``\s`` (space, \t, \n, \v, \f, \r).
 CELL_WHITESPACE = " \t\n\x0b\f\r"
@@ -130,7 +132,8 @@ def discover_inputs(raw: Path, incoming: Path | None) -> list[Path]:
 
 
 def validate_inputs(paths: Sequence[Path]) -> list[InputFile]:
-    """Validate every file with :func:`lifeboat.schema.validate_csv` (labels required) and checksum it.
+    """Validate every file with :func:`lifeboat.dataset.schema.validate_csv` (labels required) and checksum
+    it.
 
     Every file is checked before failing, so one run reports all broken files; each problem line names the
     file, row and column.
@@ -169,7 +172,8 @@ def _spark_type(kind: schema.ColumnKind) -> DataType:
 
 
 def raw_schema(with_label: bool = True) -> StructType:
-    """The typed Spark schema of raw passengers, from :data:`lifeboat.schema.COLUMNS` (+ the label)."""
+    """The typed Spark schema of raw passengers, from :data:`lifeboat.dataset.schema.COLUMNS` (+ the
+    label)."""
     from pyspark.sql.types import StructField, StructType
 
     specs = (*schema.COLUMNS, schema.LABEL) if with_label else schema.COLUMNS
@@ -177,7 +181,8 @@ def raw_schema(with_label: bool = True) -> StructType:
 
 
 def _typed(name: str, kind: schema.ColumnKind) -> Column:
-    """A CSV cell parsed the way :func:`lifeboat.schema.validate_csv` reads it: stripped, empty = missing."""
+    """A CSV cell parsed the way :func:`lifeboat.dataset.schema.validate_csv` reads it: stripped, empty =
+    missing."""
     from pyspark.sql import functions as F  # noqa: N812
 
     # btrim() with an explicit set strips what the regex ^\s+|\s+$ did, without a regex per cell (5x faster).
@@ -439,7 +444,7 @@ def feature_schema(feature_names: Sequence[str]) -> StructType:
 
 
 def encode_features(frame: DataFrame, spec: FeatureSpec) -> DataFrame:
-    """Encode raw rows with :func:`lifeboat.features.encode` (the serving code path) inside Spark.
+    """Encode raw rows with :func:`lifeboat.dataset.features.encode` (the serving code path) inside Spark.
 
     ``frame`` must hold the raw columns; ``Survived`` and ``split`` are carried along when present (null
     otherwise). Features come out as float32, exactly what serving feeds the ONNX model.

@@ -6,7 +6,8 @@ Aliases (not the deprecated stages) carry the lifecycle of a registered model:
 * ``champion`` — the version serving traffic;
 * ``previous_champion`` — the champion before the last promotion (target of a rollback).
 
-The gate's decision itself is pure (:mod:`lifeboat.gate`); this module gathers its inputs (both versions
+The gate's decision itself is pure (:mod:`lifeboat.registry.gate`); this module gathers its inputs (both
+versions
 scored on the same holdout), records it as ``gate.*`` version tags, and moves the aliases.
 """
 
@@ -21,10 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifeboat.artifact import INFO_FILE, SPEC_FILE, ArtifactError, ServingModel
-from lifeboat.evaluation import EvaluationError, binary_metrics
-from lifeboat.features import FeatureSpecError
-from lifeboat.gate import MAX_TAG_LENGTH, GateConfig, GateDecision, decide
+from lifeboat.dataset.features import FeatureSpecError
+from lifeboat.registry.artifact import INFO_FILE, SPEC_FILE, ArtifactError, ServingModel
+from lifeboat.registry.evaluation import EvaluationError, binary_metrics
+from lifeboat.registry.gate import MAX_TAG_LENGTH, GateConfig, GateDecision, decide
 from lifeboat.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from lifeboat.features import FeatureSpec
+    from lifeboat.dataset.features import FeatureSpec
 
 logger = logging.getLogger(__name__)
 

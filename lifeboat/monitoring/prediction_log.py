@@ -1,7 +1,8 @@
 """The prediction log: every scored passenger, kept in a bounded SQLite file for drift monitoring.
 
 The prediction server appends one row per scored passenger (the raw columns of
-:data:`lifeboat.schema.COLUMNS`, the probability, the 0/1 prediction, the model version and the UTC time).
+:data:`lifeboat.dataset.schema.COLUMNS`, the probability, the 0/1 prediction, the model version and the UTC
+time).
 The drift report reads the most recent rows back as a window with :func:`read_window`.
 
 Logging must never slow down or fail a prediction. :meth:`PredictionLog.append` therefore does almost
@@ -38,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from lifeboat.schema import COLUMNS, ID_COLUMN, ColumnSpec
+from lifeboat.dataset.schema import COLUMNS, ID_COLUMN, ColumnSpec
 
 logger = logging.getLogger(__name__)
 

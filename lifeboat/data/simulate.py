@@ -3,7 +3,7 @@
 A batch is a bootstrap sample of real passengers (rows drawn with replacement from the training data, so
 the labels stay attached to the passengers they belong to) with fresh ids, optionally distorted by a
 :class:`DriftSpec`. The result always obeys the passenger schema (values are clipped to the ranges of
-:data:`lifeboat.schema.COLUMNS`), so a written batch passes :func:`lifeboat.schema.validate_csv` and can go
+:data:`lifeboat.dataset.schema.COLUMNS`), so a written batch passes :func:`lifeboat.dataset.schema.validate_csv` and can go
 through the real ``add-batch`` → retraining path.
 
 Drift specs are short strings of comma-separated parts::
@@ -32,7 +32,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from lifeboat.schema import BY_NAME, COLUMN_NAMES, COLUMNS, ID_COLUMN, LABEL_COLUMN
+from lifeboat.dataset.schema import BY_NAME, COLUMN_NAMES, COLUMNS, ID_COLUMN, LABEL_COLUMN
 
 logger = logging.getLogger(__name__)
 

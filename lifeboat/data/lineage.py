@@ -76,7 +76,7 @@ def git_lineage(directory: Path | None = None) -> dict[str, str]:
     Uses ``--no-optional-locks`` so it never takes the index lock of a checkout someone is working in.
     """
     if directory is None:
-        directory = Path(__file__).resolve().parents[1]
+        directory = Path(__file__).resolve().parents[2]  # lifeboat/data/ -> the checkout
     commit = _git(["rev-parse", "HEAD"], directory)
     if not commit:
         return {"git_commit": UNKNOWN, "git_dirty": UNKNOWN}

@@ -13,7 +13,7 @@ DESIGN.md, "The promotion gate". A challenger is promoted only when every check 
 
 Every failing check contributes one sentence to :attr:`GateDecision.reasons` (all of them, not only the
 first), with the numbers that made it fail. :meth:`GateDecision.to_tags` flattens the decision and every
-number behind it into string tags for the model version (see :func:`lifeboat.registry.evaluate_gate`).
+number behind it into string tags for the model version (see :func:`lifeboat.registry.store.evaluate_gate`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from lifeboat.evaluation import LOWER_IS_BETTER
+from lifeboat.registry.evaluation import LOWER_IS_BETTER
 
 if TYPE_CHECKING:
     from lifeboat.settings import Settings

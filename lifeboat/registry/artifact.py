@@ -7,7 +7,7 @@ parity" and "the server can load it" are the same statement.
 Layout of an artifact directory (as logged by ``mlflow.onnx.log_model(..., extra_files=[...])``)::
 
     model.onnx                       ONNX graph: float32 features -> probability [N, 2]
-    extra_files/feature_spec.json    lifeboat.features.FeatureSpec
+    extra_files/feature_spec.json    lifeboat.dataset.features.FeatureSpec
     extra_files/model_info.json      family, feature names, training run (informational)
 """
 
@@ -23,7 +23,14 @@ from typing import Any
 
 import numpy as np
 
-from lifeboat.features import Columns, FeatureSpec, FeatureSpecError, drift_alerts, encode, encode_with_alerts
+from lifeboat.dataset.features import (
+    Columns,
+    FeatureSpec,
+    FeatureSpecError,
+    drift_alerts,
+    encode,
+    encode_with_alerts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -202,7 +209,8 @@ class ServingModel:
         return np.asarray(probabilities, dtype=np.float64)[:, 1]
 
     def predict_proba(self, columns: Columns) -> np.ndarray:
-        """Probability of survival for raw passenger columns (see :func:`lifeboat.features.encode`)."""
+        """Probability of survival for raw passenger columns (see
+        :func:`lifeboat.dataset.features.encode`)."""
         return self.predict_matrix(encode(columns, self.spec))
 
     def drift_alerts(self, columns: Columns) -> list[str]:

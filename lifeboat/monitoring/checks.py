@@ -15,7 +15,7 @@ from typing import Literal
 
 import pandas as pd
 
-from lifeboat.drift import DriftSummary, current_from_batches, current_from_requests, drift_report
+from lifeboat.monitoring.drift import DriftSummary, current_from_batches, current_from_requests, drift_report
 from lifeboat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class MonitoringError(RuntimeError):
 
 def champion_reference(settings: Settings) -> tuple[pd.DataFrame, str]:
     """The champion's training rows and where they came from (no champion: the raw training CSV)."""
-    from lifeboat import registry
+    from lifeboat.registry import store as registry
 
     registry.configure_mlflow(settings)
     champion = registry.version_by_alias(settings.model_name, registry.CHAMPION)

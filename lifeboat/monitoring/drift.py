@@ -13,7 +13,7 @@ What is analysed (one definition, :data:`NUMERICAL_COLUMNS` and :data:`CATEGORIC
 
 * numerical: Age, Fare, SibSp, Parch;
 * categorical: Pclass, Sex, Embarked and the Title derived from Name
-  (:func:`lifeboat.features.derive_titles`, the model's own definition);
+  (:func:`lifeboat.dataset.features.derive_titles`, the model's own definition);
 * ``Age_missing`` and ``Fare_missing``: categorical present/missing indicators of the optional numerical
   columns. Evidently's per-column methods drop missing values, so without them a batch where a third of
   the ages are suddenly blank would look exactly like the training data;
@@ -71,8 +71,8 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from lifeboat.features import CATEGORY_COLUMNS, RANGE_COLUMNS, derive_titles
-from lifeboat.schema import BY_NAME, ID_COLUMN
+from lifeboat.dataset.features import CATEGORY_COLUMNS, RANGE_COLUMNS, derive_titles
+from lifeboat.dataset.schema import BY_NAME, ID_COLUMN
 from lifeboat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -180,9 +180,12 @@ def current_from_requests(
     """The window of logged prediction requests (raw columns plus probability, prediction, model_version ...).
 
     ``last_n`` keeps the newest rows, ``since`` the rows logged at or after a moment (see
-    :func:`lifeboat.prediction_log.read_window`). A missing log gives an empty frame (-> ``not_enough_data``).
+    :func:`lifeboat.monitoring.prediction_log.read_window`). A missing log gives an empty frame (->
+    ``not_enough_data``).
     """
-    from lifeboat.prediction_log import read_window  # imported lazily: the serving side owns that module
+    from lifeboat.monitoring.prediction_log import (
+        read_window,  # imported lazily: the serving side owns that module
+    )
 
     return read_window(log_path, last_n=last_n, since=since)
 

@@ -1,0 +1,1 @@
+"""Versioned data: DVC pull and push, fingerprints and lineage, simulated batches."""

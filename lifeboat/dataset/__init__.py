@@ -1,0 +1,1 @@
+"""The dataset: its schema and the feature encoding that training and serving share."""

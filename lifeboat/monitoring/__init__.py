@@ -1,0 +1,1 @@
+"""Monitoring: drift reports, the prediction log and the request windows drawn from it."""

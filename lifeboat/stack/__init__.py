@@ -1,0 +1,1 @@
+"""The embedded stack of ``make run``: bootstrap of the environment and the local services."""
