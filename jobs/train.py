@@ -17,18 +17,11 @@ from pathlib import Path
 from lifeboat.orchestration.pipeline import report_failure
 from lifeboat.registry.store import configure_mlflow
 from lifeboat.settings import get_settings
+from lifeboat.training.errors import ExportError, ParityError, TrainingInputError
+from lifeboat.training.inputs import open_preprocess_output
+from lifeboat.training.selection import FAMILIES, GRID_SIZES
 from lifeboat.training.spark import job_session
-from lifeboat.training.train import (
-    FAMILIES,
-    GRID_SIZES,
-    SUMMARY_NAME,
-    ExportError,
-    ParityError,
-    TrainConfig,
-    TrainingInputError,
-    open_preprocess_output,
-    run_training,
-)
+from lifeboat.training.train import SUMMARY_NAME, TrainConfig, run_training
 
 logger = logging.getLogger("lifeboat.jobs.train")
 

@@ -11,7 +11,7 @@ The encoding has two parts:
   are :data:`FEATURE_NAMES`.
 
 Every categorical is encoded as plain 0/1 or numeric columns (no Spark ML categorical metadata), which is what
-lets tree models convert to ONNX exactly (STACK_NOTES.md).
+lets tree models convert to ONNX exactly (docs/stack-notes.md).
 """
 
 from __future__ import annotations

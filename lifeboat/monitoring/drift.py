@@ -604,7 +604,7 @@ def drift_report(
             + (f" ({', '.join(drifted)})" if drifted else "")
             + f"; dataset drift from a share of {settings.drift_share_threshold:g}"
         )
-        # save_html writes nothing for a pathlib.Path (STACK_NOTES.md): give it a str, into a temp file.
+        # save_html writes nothing for a pathlib.Path (docs/stack-notes.md): give it a str, into a temp file.
         tmp_html = output_dir / f".{name}.html.tmp"
         snapshot.save_html(str(tmp_html))
         if not tmp_html.is_file() or tmp_html.stat().st_size == 0:

@@ -76,9 +76,9 @@ def configure_mlflow(settings: Settings) -> str:
 def database_uri(uri: str) -> str:
     """``uri`` with an explicit PostgreSQL driver when only psycopg2 is installed.
 
-    SQLAlchemy 2.1 maps a bare ``postgresql://`` URI to psycopg 3; the project ships psycopg2 (see
-    STACK_NOTES.md), so such a URI is rewritten to ``postgresql+psycopg2://`` unless psycopg 3 is importable.
-    Other URIs (SQLite, HTTP, URIs naming their driver) are returned unchanged.
+    SQLAlchemy 2.1 maps a bare ``postgresql://`` URI to psycopg 3; the project ships psycopg2
+    (docs/stack-notes.md), so such a URI is rewritten to ``postgresql+psycopg2://`` unless psycopg 3 is
+    importable. Other URIs (SQLite, HTTP, URIs naming their driver) are returned unchanged.
     """
     from importlib.util import find_spec
 

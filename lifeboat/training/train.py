@@ -1,27 +1,25 @@
-"""Training: candidate Spark ML pipelines, cross-validation, holdout scoring, ONNX export, parity, MLflow.
+"""Training: one run from preprocessed features to a registered, parity-checked serving artifact.
 
 ``jobs/train.py`` calls :func:`run_training` on the output folder of the preprocess job. One call:
 
-1. cross-validates every family's small grid (:func:`build_candidate`, :func:`cross_validate`) on the train
-   split — or, when it holds more than ``cv_sample_rows`` rows, on a stratified sample of that many rows
-   (:func:`stratified_sample`); folds and sample come from salted hashes of PassengerId, so they are the same
-   on every run;
+1. cross-validates every family's small grid (:mod:`lifeboat.training.selection`) on the train split, or,
+   when it holds more than ``cv_sample_rows`` rows, on a stratified sample of that many rows; folds and
+   sample come from salted hashes of the id, so they are the same on every run;
 2. refits the configuration with the best mean CV ROC-AUC on the WHOLE train split and scores the holdout;
 3. logs metrics, parameters, lineage tags and plots to one MLflow run (one nested run per family);
-4. exports the fitted pipeline to ONNX (:func:`export_onnx`) and checks that the serving code path — raw
-   holdout rows through :class:`lifeboat.registry.artifact.ServingModel` — reproduces Spark's probabilities
-   (:func:`parity_check`); a failure ends the job before anything is logged as a model or registered;
+4. exports the fitted pipeline to ONNX and checks that the serving code path reproduces Spark's
+   probabilities (:mod:`lifeboat.training.onnx_export`); a failure ends the job before anything is logged
+   as a model or registered;
 5. logs the Spark pipeline and the serving artifact, registers the latter as the ``challenger`` version and
    writes ``train_summary.json``.
 
 The feature columns are the float32 encodings written by preprocessing; categoricals are already plain 0/1
-columns, so no stage carries categorical ML metadata and tree models convert to ONNX exactly (STACK_NOTES.md).
+columns, so no stage carries categorical ML metadata and tree models convert to ONNX exactly
+(docs/stack-notes.md).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import logging
 import shutil
@@ -32,7 +30,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from multiprocessing.pool import ThreadPool
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,40 +37,45 @@ import numpy as np
 import pandas as pd
 
 from lifeboat.data.lineage import run_lineage
-from lifeboat.dataset.features import FeatureSpec, FeatureSpecError
-from lifeboat.registry.artifact import EXTRA_DIR, INFO_FILE, ONNX_FILE, SPEC_FILE, ArtifactError, ServingModel
 from lifeboat.registry.evaluation import binary_metrics
 from lifeboat.settings import DEFAULT_CV_SAMPLE_ROWS, MIN_CV_SAMPLE_ROWS
 from lifeboat.training import plots
+from lifeboat.training.errors import ParityError
+from lifeboat.training.inputs import load_split, open_preprocess_output
+from lifeboat.training.onnx_export import export_onnx, parity_check
 from lifeboat.training.preprocessing import (
-    FEATURES_DIR,
     HOLDOUT,
     HOLDOUT_RAW_DIR,
     ID,
     LABEL,
-    SPLIT,
-    SUMMARY_FILE,
     TRAIN,
     TRAIN_RAW_DIR,
-    load_summary,
     timed_step,
     to_pandas,
     write_json,
 )
-from lifeboat.training.preprocessing import SPEC_FILE as PREPROCESS_SPEC_FILE
+from lifeboat.training.selection import (
+    FAMILIES,
+    FAMILY_NAMES,
+    FOLD,
+    GRID_SIZES,
+    PROBABILITY,
+    ConfigScore,
+    CvSample,
+    best_of,
+    build_candidate,
+    cross_validate,
+    fold_column,
+    score,
+    stratified_sample,
+)
 
 if TYPE_CHECKING:
-    from pyspark.ml import Pipeline, PipelineModel
-    from pyspark.ml.param import Param
+    from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
 logger = logging.getLogger(__name__)
 
-FAMILIES: tuple[str, ...] = ("lr", "rf", "gbt")
-FAMILY_NAMES = {"lr": "logistic regression", "rf": "random forest", "gbt": "gradient-boosted trees"}
-GRID_SIZES: tuple[str, ...] = ("full", "small")
-FOLD = "_fold"
-PROBABILITY = "probability"
 SPARK_MODEL_PATH = "spark_model"
 SUMMARY_NAME = "train_summary.json"
 #: Run artifacts other jobs read (the drift report uses the reference sample).
@@ -82,24 +84,6 @@ PREPROCESS_SUMMARY_ARTIFACT = "data/preprocess_summary.json"
 REFERENCE_ARTIFACT = "data/train_reference.csv"
 TRAIN_SUMMARY_ARTIFACT = f"data/{SUMMARY_NAME}"
 REFERENCE_MAX_ROWS = 100_000
-#: Salt of the hash that orders passengers for the cross-validation sample.
-CV_SAMPLE_SALT = "cv-sample"
-
-
-class TrainingError(RuntimeError):
-    """Training cannot complete."""
-
-
-class TrainingInputError(TrainingError):
-    """The preprocess output folder is missing or incomplete."""
-
-
-class ParityError(TrainingError):
-    """The serving artifact does not reproduce Spark's holdout probabilities, or does not load."""
-
-
-class ExportError(TrainingError):
-    """The fitted pipeline cannot be converted to ONNX exactly."""
 
 
 @dataclass(frozen=True)
@@ -135,43 +119,6 @@ class TrainConfig:
                 f"cv_sample_rows must be 0 (no sampling) or at least {MIN_CV_SAMPLE_ROWS}, "
                 f"got {self.cv_sample_rows}"
             )
-
-
-@dataclass
-class Candidate:
-    """One model family: its unfitted pipeline and the grid of classifier parameters to cross-validate."""
-
-    family: str
-    pipeline: Pipeline
-    classifier: Any
-    grid: list[dict[Param, Any]]
-
-    def grid_params(self, index: int) -> dict[str, Any]:
-        """Readable parameters of grid point ``index`` (grid values over the classifier's fixed ones)."""
-        fixed = {
-            p.name: self.classifier.getOrDefault(p)
-            for p in self.classifier.params
-            if self.classifier.isSet(p) and not p.name.endswith("Col")
-        }
-        return {**fixed, **{p.name: v for p, v in self.grid[index].items()}}
-
-
-@dataclass
-class ConfigScore:
-    """Cross-validation result of one grid point."""
-
-    family: str
-    index: int
-    params: dict[str, Any]
-    fold_metrics: list[dict[str, float]] = field(default_factory=list)
-
-    def mean(self, metric: str) -> float:
-        """Mean of ``metric`` over the folds."""
-        return float(np.mean([m[metric] for m in self.fold_metrics]))
-
-    def std(self, metric: str) -> float:
-        """Standard deviation of ``metric`` over the folds."""
-        return float(np.std([m[metric] for m in self.fold_metrics]))
 
 
 @dataclass
@@ -236,520 +183,10 @@ def _spark_cache() -> Iterator[Callable[[DataFrame], DataFrame]]:
 # --- Data ---------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class PreprocessOutput:
-    """The pieces of a preprocess output folder that training reads."""
-
-    directory: Path
-    summary: dict[str, Any]
-    spec: FeatureSpec
-
-    @property
-    def feature_names(self) -> tuple[str, ...]:
-        """The model's input columns, in order."""
-        return self.spec.feature_names
-
-
-def open_preprocess_output(directory: Path) -> PreprocessOutput:
-    """Check a preprocess output folder and read its summary and feature spec."""
-    directory = directory.resolve()
-    missing = [
-        name
-        for name in (FEATURES_DIR, HOLDOUT_RAW_DIR, TRAIN_RAW_DIR, PREPROCESS_SPEC_FILE, SUMMARY_FILE)
-        if not (directory / name).exists()
-    ]
-    if not directory.is_dir() or missing:
-        raise TrainingInputError(
-            f"{directory} is not a complete preprocess output "
-            f"(missing: {', '.join(missing) or 'the folder'}); "
-            "run jobs/preprocess.py first"
-        )
-    try:
-        spec = FeatureSpec.load(directory / PREPROCESS_SPEC_FILE)
-        summary = load_summary(directory)
-    except (FeatureSpecError, OSError, json.JSONDecodeError) as exc:
-        raise TrainingInputError(f"{directory}: {exc}") from exc
-    return PreprocessOutput(directory=directory, summary=summary, spec=spec)
-
-
-def fold_column(folds: int, seed: int) -> Any:
-    """Fold 0..folds-1 of each passenger from a salted hash of PassengerId (stable across runs)."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    return F.pmod(
-        F.xxhash64(F.col(ID).cast("long"), F.lit(seed).cast("long"), F.lit("cv-fold")), F.lit(folds)
-    )
-
-
-def load_split(spark: SparkSession, data: PreprocessOutput, split: str) -> DataFrame:
-    """One split of the feature table: PassengerId, Survived and the feature columns."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    frame = spark.read.parquet(str(data.directory / FEATURES_DIR))
-    return frame.filter(F.col(SPLIT) == split).select(ID, LABEL, *data.feature_names)
-
-
-@dataclass(frozen=True)
-class CvSample:
-    """The train rows cross-validated: all of them, or a stratified sample (:func:`stratified_sample`)."""
-
-    max_rows: int
-    train_by_label: dict[int, int]
-    by_label: dict[int, int]
-
-    @property
-    def train_rows(self) -> int:
-        """Rows of the whole train split."""
-        return sum(self.train_by_label.values())
-
-    @property
-    def rows(self) -> int:
-        """Rows cross-validated."""
-        return sum(self.by_label.values())
-
-    @property
-    def sampled(self) -> bool:
-        """Whether model selection saw fewer rows than the train split holds."""
-        return self.rows < self.train_rows
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form (``cv_sample`` of ``train_summary.json``)."""
-        return {
-            "max_rows": self.max_rows,
-            "sampled": self.sampled,
-            "train_rows": self.train_rows,
-            "rows": self.rows,
-            "train_by_label": {str(k): v for k, v in sorted(self.train_by_label.items())},
-            "by_label": {str(k): v for k, v in sorted(self.by_label.items())},
-        }
-
-
-def stratified_quotas(counts: dict[int, int], max_rows: int) -> dict[int, int]:
-    """Rows to draw per label for a sample of ``max_rows``: each label's share of ``counts``, summing to it.
-
-    Largest remainders decide the rounding; a label present in ``counts`` keeps at least one row. With
-    ``max_rows`` 0 or not below the total, every row is kept.
-    """
-    total = sum(counts.values())
-    if max_rows == 0 or total <= max_rows:
-        return dict(counts)
-    exact = {label: max_rows * n / total for label, n in counts.items()}
-    quotas = {label: int(value) for label, value in exact.items()}
-    by_remainder = sorted(exact, key=lambda label: (quotas[label] - exact[label], label))
-    for label in by_remainder[: max_rows - sum(quotas.values())]:
-        quotas[label] += 1
-    for label, n in counts.items():
-        if n > 0 and quotas[label] == 0:
-            quotas[label] = 1
-    return quotas
-
-
-def sample_order(seed: int) -> Any:
-    """The order passengers enter the CV sample in: a salted hash of PassengerId (stable across runs)."""
-    from pyspark.sql import functions as F  # noqa: N812
-
-    return F.xxhash64(F.col(ID).cast("long"), F.lit(seed).cast("long"), F.lit(CV_SAMPLE_SALT))
-
-
-def stratified_sample(frame: DataFrame, counts: dict[int, int], max_rows: int, seed: int) -> DataFrame:
-    """At most ``max_rows`` rows of ``frame`` with the label mix of ``counts`` (rows per label of ``frame``).
-
-    ``frame`` itself when it is not larger (or ``max_rows`` is 0). Otherwise each label contributes its
-    :func:`stratified_quotas` rows: those first in :func:`sample_order`, so the sample is exact in size and
-    label mix, and depends only on the PassengerIds and the seed, never on partitioning.
-    """
-    from functools import reduce
-
-    from pyspark.sql import functions as F  # noqa: N812
-
-    quotas = stratified_quotas(counts, max_rows)
-    if quotas == counts:
-        return frame
-    order = sample_order(seed)
-    parts = [
-        frame.filter(F.col(LABEL) == label).orderBy(order, ID).limit(quota)
-        for label, quota in sorted(quotas.items())
-    ]
-    return reduce(lambda a, b: a.unionByName(b), parts)
-
-
 # --- Candidates and cross-validation ------------------------------------------------------------------------
 
 
-def build_candidate(family: str, feature_names: Sequence[str], seed: int, grid: str = "full") -> Candidate:
-    """The pipeline (VectorAssembler -> [StandardScaler for LR] -> classifier) and parameter grid of a family.
-
-    ``full`` grids are small on purpose (two points each; tree counts kept modest for 2-core machines and for
-    the ONNX export); ``small`` is one point per family, for tests and smoke runs.
-    """
-    from pyspark.ml import Pipeline
-    from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
-    from pyspark.ml.feature import StandardScaler, VectorAssembler
-    from pyspark.ml.tuning import ParamGridBuilder
-
-    full = grid == "full"
-    stages: list[Any] = [VectorAssembler(inputCols=list(feature_names), outputCol="features")]
-    builder = ParamGridBuilder()
-    classifier: Any
-    if family == "lr":
-        stages.append(StandardScaler(inputCol="features", outputCol="scaled", withMean=True, withStd=True))
-        classifier = LogisticRegression(
-            featuresCol="scaled",
-            labelCol=LABEL,
-            family="binomial",
-            maxIter=100,
-            tol=1e-4,
-            elasticNetParam=0.0,
-        )
-        builder.addGrid(classifier.regParam, [0.01, 0.1] if full else [0.05])
-    elif family == "rf":
-        classifier = RandomForestClassifier(
-            featuresCol="features",
-            labelCol=LABEL,
-            numTrees=50 if full else 20,
-            featureSubsetStrategy="sqrt",
-            minInstancesPerNode=2,
-            seed=seed,
-        )
-        builder.addGrid(classifier.maxDepth, [5, 8] if full else [5])
-    elif family == "gbt":
-        classifier = GBTClassifier(
-            featuresCol="features",
-            labelCol=LABEL,
-            maxIter=20 if full else 10,
-            maxDepth=3,
-            seed=seed,
-        )
-        builder.addGrid(classifier.stepSize, [0.1, 0.3] if full else [0.3])
-    else:
-        raise ValueError(f"unknown model family {family!r}; expected one of {FAMILIES}")
-    stages.append(classifier)
-    return Candidate(
-        family=family, pipeline=Pipeline(stages=stages), classifier=classifier, grid=builder.build()
-    )
-
-
-def score(model: PipelineModel, frame: DataFrame) -> pd.DataFrame:
-    """PassengerId, Survived and the survival probability of every row (collected to the driver)."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F  # noqa: N812
-
-    scored = model.transform(frame).select(
-        ID, LABEL, vector_to_array(F.col(PROBABILITY))[1].alias(PROBABILITY)
-    )
-    return to_pandas(scored).sort_values(ID).reset_index(drop=True)
-
-
-def cross_validate(
-    candidate: Candidate, data: DataFrame, folds: int, parallelism: int = 2
-) -> list[ConfigScore]:
-    """k-fold cross-validation of every grid point; ``data`` must carry the :data:`FOLD` column.
-
-    Each (fold, grid point) fit is one task; ``parallelism`` tasks run at once in driver threads (as Spark's
-    CrossValidator does). Validation predictions are collected and scored with
-    :func:`lifeboat.registry.evaluation.binary_metrics`, the same definitions as the holdout metrics.
-    """
-    from pyspark.sql import functions as F  # noqa: N812
-    from pyspark.util import inheritable_thread_target
-
-    tasks = [(fold, index) for fold in range(folds) for index in range(len(candidate.grid))]
-
-    def fit_and_score(task: tuple[int, int]) -> tuple[int, int, dict[str, float]]:
-        fold, index = task
-        started = time.monotonic()
-        model = candidate.pipeline.fit(data.filter(F.col(FOLD) != fold), candidate.grid[index])
-        fitted = time.monotonic()
-        scored = score(model, data.filter(F.col(FOLD) == fold))
-        logger.info(
-            "cv %s fold %d grid point %d: fit %.1f s, score %.1f s",
-            candidate.family,
-            fold,
-            index,
-            fitted - started,
-            time.monotonic() - fitted,
-        )
-        return fold, index, binary_metrics(scored[LABEL].to_numpy(), scored[PROBABILITY].to_numpy())
-
-    with ThreadPool(max(1, min(parallelism, len(tasks)))) as pool:
-        outcomes = pool.map(inheritable_thread_target(data.sparkSession)(fit_and_score), tasks)
-    results = [ConfigScore(candidate.family, i, candidate.grid_params(i)) for i in range(len(candidate.grid))]
-    for _fold, index, metrics in sorted(outcomes, key=lambda o: (o[1], o[0])):
-        results[index].fold_metrics.append(metrics)
-    return results
-
-
-def best_of(scores: Sequence[ConfigScore]) -> ConfigScore:
-    """The grid point with the highest mean CV ROC-AUC (the first one on ties)."""
-    return max(scores, key=lambda s: (s.mean("roc_auc"), -s.index))
-
-
 # --- ONNX export --------------------------------------------------------------------------------------------
-
-
-class _NodeTable:
-    """The two methods onnxmltools' tree reader calls on a Spark DataFrame, served from pandas."""
-
-    def __init__(self, frame: pd.DataFrame) -> None:
-        self._frame = frame
-
-    def toPandas(self) -> pd.DataFrame:  # noqa: N802 (the name onnxmltools calls)
-        return self._frame
-
-    def count(self) -> int:
-        return len(self._frame)
-
-
-def _tree_tables(ensemble: Any, spark: SparkSession, workdir: Path) -> list[pd.DataFrame]:
-    """The node tables of every tree of a fitted ensemble, from ONE save of the ensemble.
-
-    onnxmltools saves and re-reads each tree separately (five Spark jobs per tree: ~1.5 s a tree here); one
-    save of the whole ensemble gives the same node data. Thresholds are rounded down to float32
-    (:func:`float32_at_or_below`) and categorical splits refused (:func:`_float32_split`). ``workdir`` must be
-    readable by the driver and the executors.
-    """
-    path = workdir / f"ensemble-{uuid.uuid4().hex[:8]}"
-    ensemble.write().overwrite().save(str(path))
-    try:
-        nodes = to_pandas(spark.read.parquet(str(path / "data")).select("treeID", "nodeData.*"))
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-    tables = []
-    for tree_id, tree in enumerate(ensemble.trees):
-        table = (
-            nodes[nodes["treeID"] == tree_id].drop(columns="treeID").sort_values("id").reset_index(drop=True)
-        )
-        if len(table) != tree.numNodes:
-            raise ExportError(f"tree {tree_id}: saved {len(table)} nodes, the model has {tree.numNodes}")
-        table["split"] = [_float32_split(split, tree_id) for split in table["split"]]
-        tables.append(table)
-    return tables
-
-
-def float32_at_or_below(value: float) -> float:
-    """The largest float32 that is <= ``value`` (as a Python float).
-
-    Spark sends a row left when ``x <= threshold`` with a double threshold (often the midpoint of two
-    candidate values); ONNX stores thresholds as float32 and the model's inputs are float32. For a float32
-    ``x``, ``x <= t`` holds exactly when ``x <= float32_at_or_below(t)`` — for every input, seen in training
-    or not — whereas rounding ``t`` to the NEAREST float32 flips values lying between ``t`` and its rounding:
-    values on a midpoint, which held-out or served rows can take, and so can training rows once Spark samples
-    the candidate splits (above 10,000 rows: the 100k-row benchmark failed its parity check this way).
-    """
-    rounded = np.float32(value)
-    if float(rounded) > value:
-        rounded = np.nextafter(rounded, np.float32(-np.inf))
-    return float(rounded)
-
-
-def _float32_split(split: Any, tree_id: int) -> dict[str, Any]:
-    """One node's split as the dict onnxmltools reads, its threshold made exact for float32 inputs.
-
-    Categorical splits are refused: they would convert into wrong thresholds (STACK_NOTES.md).
-    """
-    if isinstance(split, dict):
-        feature, values, categories = (
-            split["featureIndex"],
-            split["leftCategoriesOrThreshold"],
-            split["numCategories"],
-        )
-    else:
-        feature, values, categories = split[0], split[1], split[2]
-    if categories is not None and categories != -1:
-        raise ExportError(
-            f"tree {tree_id} has a categorical split; encode categoricals as plain numeric columns"
-        )
-    values = list(values) if values is not None else []
-    if values:
-        values[0] = float32_at_or_below(float(values[0]))
-    return {"featureIndex": feature, "leftCategoriesOrThreshold": values, "numCategories": categories}
-
-
-def _forest_converter(tables: list[pd.DataFrame]) -> Callable[[Any, Any, Any], None]:
-    """ONNX converter of a RandomForestClassificationModel whose trees are given as node tables.
-
-    Same graph as onnxmltools' own converter: one TreeEnsembleClassifier averaging the trees' class
-    distributions.
-    """
-    from onnxmltools.convert.common.tree_ensemble import (
-        add_tree_to_attribute_pairs,
-        get_default_tree_classifier_attribute_pairs,
-    )
-    from onnxmltools.convert.sparkml.operator_converters.tree_ensemble_common import (
-        sparkml_tree_dataset_to_sklearn,
-    )
-    from onnxmltools.convert.sparkml.operator_converters.tree_helper import rewrite_ids_and_process
-
-    def convert(scope: Any, operator: Any, container: Any) -> None:
-        forest = operator.raw_operator
-        op_type = "TreeEnsembleClassifier"
-        attrs = get_default_tree_classifier_attribute_pairs()
-        attrs["name"] = scope.get_unique_operator_name(op_type)
-        attrs["classlabels_int64s"] = list(range(forest.numClasses))
-        weight = 1.0 / len(tables)
-        for tree_id, table in enumerate(tables):
-            tree_attrs = get_default_tree_classifier_attribute_pairs()
-            tree_attrs["name"] = attrs["name"]
-            tree_attrs["classlabels_int64s"] = attrs["classlabels_int64s"]
-            tree = sparkml_tree_dataset_to_sklearn(_NodeTable(table), is_classifier=True)
-            add_tree_to_attribute_pairs(tree_attrs, True, tree, tree_id, weight, 0, True)
-            for key, values in rewrite_ids_and_process(tree_attrs, logger).items():
-                if isinstance(values, list) and key != "classlabels_int64s":
-                    attrs[key].extend(values)
-        container.add_node(
-            op_type,
-            operator.input_full_names,
-            [operator.outputs[0].full_name, operator.outputs[1].full_name],
-            op_domain="ai.onnx.ml",
-            **attrs,
-        )
-
-    return convert
-
-
-def _boosting_converter(
-    tables: list[pd.DataFrame], weights: Sequence[float]
-) -> Callable[[Any, Any, Any], None]:
-    """ONNX converter of a GBTClassificationModel whose trees are given as node tables.
-
-    One TreeEnsembleRegressor sums the weighted trees into the margin m; as in Spark, the raw prediction is
-    [-m, m] and the probability 1 / (1 + exp(-2 * raw)).
-    """
-    from onnx import TensorProto
-    from onnxmltools.convert.common._apply_operation import (
-        apply_add,
-        apply_argmax,
-        apply_concat,
-        apply_exp,
-        apply_mul,
-        apply_neg,
-        apply_reciprocal,
-    )
-    from onnxmltools.convert.common.tree_ensemble import (
-        add_tree_to_attribute_pairs,
-        get_default_tree_regressor_attribute_pairs,
-    )
-    from onnxmltools.convert.sparkml.operator_converters.tree_ensemble_common import (
-        sparkml_tree_dataset_to_sklearn,
-    )
-    from onnxmltools.convert.sparkml.operator_converters.tree_helper import rewrite_ids_and_process
-
-    def convert(scope: Any, operator: Any, container: Any) -> None:
-        op_type = "TreeEnsembleRegressor"
-        attrs = get_default_tree_regressor_attribute_pairs()
-        attrs["name"] = scope.get_unique_operator_name(op_type)
-        attrs["n_targets"] = 1
-        for tree_id, (table, weight) in enumerate(zip(tables, weights, strict=True)):
-            tree_attrs = get_default_tree_regressor_attribute_pairs()
-            tree_attrs["name"] = attrs["name"]
-            tree_attrs["n_targets"] = 1
-            tree = sparkml_tree_dataset_to_sklearn(_NodeTable(table), is_classifier=False)
-            add_tree_to_attribute_pairs(tree_attrs, False, tree, tree_id, float(weight), 0, False)
-            for key, values in rewrite_ids_and_process(tree_attrs, logger).items():
-                if isinstance(values, list):
-                    attrs[key].extend(values)
-        margin = scope.get_unique_variable_name("margin")
-        container.add_node(op_type, operator.input_full_names, [margin], op_domain="ai.onnx.ml", **attrs)
-        negative = scope.get_unique_variable_name("negative_margin")
-        apply_neg(scope, margin, negative, container)
-        raw = scope.get_unique_variable_name("raw_prediction")
-        apply_concat(scope, [negative, margin], raw, container, axis=1)
-        minus_two = scope.get_unique_variable_name("minus_two")
-        container.add_initializer(minus_two, TensorProto.FLOAT, [1], [-2.0])
-        scaled = scope.get_unique_variable_name("scaled_raw")
-        apply_mul(scope, [raw, minus_two], scaled, container, broadcast=1)
-        exponent = scope.get_unique_variable_name("exp_raw")
-        apply_exp(scope, scaled, exponent, container)
-        one = scope.get_unique_variable_name("one")
-        container.add_initializer(one, TensorProto.FLOAT, [1], [1.0])
-        denominator = scope.get_unique_variable_name("one_plus_exp")
-        apply_add(scope, [exponent, one], denominator, container, broadcast=1)
-        apply_reciprocal(scope, denominator, operator.outputs[1].full_name, container)
-        apply_argmax(scope, raw, operator.outputs[0].full_name, container, axis=1, keepdims=0)
-
-    return convert
-
-
-def export_onnx(
-    model: PipelineModel, feature_names: Sequence[str], spark: SparkSession, workdir: Path
-) -> Any:
-    """Convert a fitted pipeline to ONNX: a float32 [N, 1] input per feature, output ``probability`` [N, 2].
-
-    Tree ensembles go through :func:`_forest_converter` / :func:`_boosting_converter` (same graphs as
-    onnxmltools', without its per-tree Spark round trips); everything else through onnxmltools.
-    """
-    from onnxmltools import convert_sparkml
-    from onnxmltools.convert.common._registration import get_shape_calculator
-    from onnxmltools.convert.common.data_types import FloatTensorType
-    from pyspark.ml.classification import GBTClassificationModel, RandomForestClassificationModel
-
-    custom: dict[str, Callable[[Any, Any, Any], None]] = {}
-    final = model.stages[-1]
-    if isinstance(final, RandomForestClassificationModel):
-        custom["pyspark.ml.classification.RandomForestClassificationModel"] = _forest_converter(
-            _tree_tables(final, spark, workdir)
-        )
-    elif isinstance(final, GBTClassificationModel):
-        custom["pyspark.ml.classification.GBTClassificationModel"] = _boosting_converter(
-            _tree_tables(final, spark, workdir), list(final.treeWeights)
-        )
-    initial_types = [(name, FloatTensorType([None, 1])) for name in feature_names]
-    try:
-        # onnxmltools 1.16's LR converter pprints its attributes to stdout: keep job output readable.
-        with contextlib.redirect_stdout(io.StringIO()):
-            return convert_sparkml(
-                model,
-                "lifeboat",
-                initial_types,
-                spark_session=spark,
-                custom_conversion_functions=custom,
-                # A custom converter skips shape inference unless its shape calculator is given too.
-                custom_shape_calculators={alias: get_shape_calculator(alias) for alias in custom},
-            )
-    except (RuntimeError, ValueError, TypeError, KeyError) as exc:
-        raise ExportError(f"cannot convert {type(final).__name__} pipeline to ONNX: {exc}") from exc
-
-
-def write_serving_artifact(directory: Path, onnx_model: Any, spec: FeatureSpec, info: dict[str, Any]) -> Path:
-    """Write the serving artifact in the layout :mod:`lifeboat.registry.artifact` documents (and MLflow
-    logs)."""
-    extra = directory / EXTRA_DIR
-    extra.mkdir(parents=True, exist_ok=True)
-    (directory / ONNX_FILE).write_bytes(onnx_model.SerializeToString())
-    spec.save(extra / SPEC_FILE)
-    (extra / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
-    return directory
-
-
-def parity_check(
-    onnx_model: Any,
-    spec: FeatureSpec,
-    info: dict[str, Any],
-    holdout_raw: pd.DataFrame,
-    spark_scores: pd.DataFrame,
-    workdir: Path,
-) -> float:
-    """Max |p_spark - p_serving| over the holdout, scoring the RAW rows through the serving code path.
-
-    The artifact is written and loaded exactly as serving loads it (:meth:`ServingModel.load`, canary
-    included), then scores ``holdout_raw`` (encode + ONNX); the result is joined with Spark's probabilities on
-    PassengerId. Raises :class:`ParityError` when the artifact does not load or the rows do not match.
-    """
-    directory = write_serving_artifact(workdir / "serving_artifact", onnx_model, spec, info)
-    try:
-        serving = ServingModel.load(directory)
-        served = serving.predict_proba(holdout_raw)
-    except ArtifactError as exc:
-        raise ParityError(f"the serving artifact is not servable: {exc}") from exc
-    joined = pd.DataFrame({ID: holdout_raw[ID].to_numpy(), "served": served}).merge(
-        spark_scores[[ID, PROBABILITY]], on=ID, how="outer", validate="one_to_one"
-    )
-    unmatched = joined[joined["served"].isna() | joined[PROBABILITY].isna()]
-    if len(unmatched):
-        ids = ", ".join(str(i) for i in unmatched[ID].head(10))
-        raise ParityError(
-            f"{len(unmatched)} holdout rows are not in both holdout_raw and the feature table: {ids}"
-        )
-    return float(np.max(np.abs(joined["served"].to_numpy() - joined[PROBABILITY].to_numpy())))
 
 
 # --- Plots and importances ----------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 
 from lifeboat.dataset.features import FEATURE_NAMES
 from lifeboat.registry.evaluation import METRIC_NAMES
+from lifeboat.training import onnx_export
 from lifeboat.training import train as training
 from lifeboat.training.preprocessing import HOLDOUT_RAW_DIR
 
@@ -258,7 +259,7 @@ def test_parity_failure_exits_non_zero_and_registers_nothing(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    export = training.export_onnx
+    export = onnx_export.export_onnx
 
     def corrupted_export(*args: Any, **kwargs: Any) -> Any:
         model = export(*args, **kwargs)

@@ -3,7 +3,7 @@
 The benchmark (benchmarks/bench_training.py) showed two things these tests pin down: cross-validating every
 family on 800k rows does not fit a 15-minute budget on 2 cores (hence ``cv_sample_rows``), and tree models
 trained on more than 10,000 rows exported with thresholds rounded to the NEAREST float32 disagree with Spark
-on rows lying on a split midpoint (hence :func:`lifeboat.training.train.float32_at_or_below`).
+on rows lying on a split midpoint (hence :func:`lifeboat.training.onnx_export.float32_at_or_below`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from lifeboat.settings import get_settings
+from lifeboat.training import inputs, onnx_export, selection
 from lifeboat.training import train as training
 from lifeboat.training.preprocessing import ID, LABEL, TRAIN
 
@@ -49,24 +50,24 @@ def labelled_frame(spark: Any, rows: int, positives: int) -> Any:
 def test_stratified_sample_is_exact_in_size_and_label_mix_and_ignores_partitioning(spark: Any) -> None:
     frame = labelled_frame(spark, 5_000, 1_900)
     counts = {1: 1_900, 0: 3_100}
-    sample = training.stratified_sample(frame, counts, 1_000, seed=42).toPandas()
+    sample = selection.stratified_sample(frame, counts, 1_000, seed=42).toPandas()
     assert len(sample) == 1_000
     assert sample[ID].is_unique
     assert int(sample[LABEL].sum()) == 380  # 38 % of 1,000, as in the whole frame
     assert set(sample[ID]) <= set(range(1, 5_001))
     # The same passengers whatever the partitioning; another seed draws other passengers.
-    reshuffled = training.stratified_sample(frame.repartition(7), counts, 1_000, seed=42).toPandas()
+    reshuffled = selection.stratified_sample(frame.repartition(7), counts, 1_000, seed=42).toPandas()
     assert set(reshuffled[ID]) == set(sample[ID])
-    other = training.stratified_sample(frame, counts, 1_000, seed=7).toPandas()
+    other = selection.stratified_sample(frame, counts, 1_000, seed=7).toPandas()
     assert set(other[ID]) != set(sample[ID])
 
 
 def test_small_data_and_zero_are_never_sampled(spark: Any) -> None:
     frame = labelled_frame(spark, 300, 100)
     counts = {1: 100, 0: 200}
-    assert training.stratified_sample(frame, counts, 300, seed=42) is frame
-    assert training.stratified_sample(frame, counts, 100_000, seed=42) is frame
-    assert training.stratified_sample(frame, counts, 0, seed=42) is frame
+    assert selection.stratified_sample(frame, counts, 300, seed=42) is frame
+    assert selection.stratified_sample(frame, counts, 100_000, seed=42) is frame
+    assert selection.stratified_sample(frame, counts, 0, seed=42) is frame
 
 
 def test_cv_runs_on_the_sample_and_the_final_model_on_every_train_row(
@@ -92,13 +93,13 @@ def test_cv_runs_on_the_sample_and_the_final_model_on_every_train_row(
     assert run.data.params["train_rows"] == str(train_rows)
 
     # The logged model is the chosen configuration fitted on ALL train rows, not on the sample.
-    data = training.open_preprocess_output(titanic_preprocessed)
+    data = inputs.open_preprocess_output(titanic_preprocessed)
     cores = spark.sparkContext.defaultParallelism
-    train = training.load_split(spark, data, TRAIN).repartition(cores, ID).sortWithinPartitions(ID)
-    candidate = training.build_candidate("lr", data.feature_names, 42, "small")
+    train = inputs.load_split(spark, data, TRAIN).repartition(cores, ID).sortWithinPartitions(ID)
+    candidate = selection.build_candidate("lr", data.feature_names, 42, "small")
     on_all = candidate.pipeline.fit(train, candidate.grid[0])
     counts = {int(r[LABEL]): int(r["count"]) for r in train.groupBy(LABEL).count().collect()}
-    sampled = training.stratified_sample(train, counts, 300, seed=42)
+    sampled = selection.stratified_sample(train, counts, 300, seed=42)
     assert sampled.count() == 300
     on_sample = candidate.pipeline.fit(sampled, candidate.grid[0])
     logged = mlflow.spark.load_model(summary["spark_model_uri"])
@@ -143,7 +144,7 @@ def test_tree_export_is_exact_for_rows_on_a_split_midpoint(spark: Any, family: s
     midpoint = (float(np.float32(0.1)) + float(np.float32(0.2))) / 2
     on_it = np.float32(0.15)
     assert float(on_it) > midpoint
-    assert training.float32_at_or_below(midpoint) < float(on_it)
+    assert onnx_export.float32_at_or_below(midpoint) < float(on_it)
 
     rng = np.random.default_rng(0)
     rows = 400
@@ -157,7 +158,7 @@ def test_tree_export_is_exact_for_rows_on_a_split_midpoint(spark: Any, family: s
         }
     )
     names = ["x", "noise"]
-    candidate = training.build_candidate(family, names, 42, "small")
+    candidate = selection.build_candidate(family, names, 42, "small")
     model = candidate.pipeline.fit(spark.createDataFrame(fit_rows), candidate.grid[0])
 
     probe = pd.DataFrame(
@@ -173,7 +174,7 @@ def test_tree_export_is_exact_for_rows_on_a_split_midpoint(spark: Any, family: s
     )
     spark_p = scored.toPandas().sort_values(ID)["p"].to_numpy()
 
-    onnx_model = training.export_onnx(model, names, spark, tmp_path)
+    onnx_model = onnx_export.export_onnx(model, names, spark, tmp_path)
     session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
     feeds = {name: probe[[name]].to_numpy(dtype=np.float32) for name in names}
     outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds), strict=True))

@@ -10,7 +10,9 @@ from pydantic import ValidationError
 
 from lifeboat.orchestration.pipeline import train_args
 from lifeboat.settings import MIN_CV_SAMPLE_ROWS, get_settings
-from lifeboat.training.train import TrainConfig, float32_at_or_below, stratified_quotas
+from lifeboat.training.onnx_export import float32_at_or_below
+from lifeboat.training.selection import stratified_quotas
+from lifeboat.training.train import TrainConfig
 
 pytestmark = pytest.mark.unit
 
