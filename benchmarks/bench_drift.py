@@ -31,13 +31,8 @@ from typing import Any
 import pandas as pd
 
 from lifeboat.data.simulate import DriftSpec, make_batch
-from lifeboat.monitoring.drift import (
-    ANALYSED_COLUMNS,
-    analysis_frame,
-    drift_report,
-    sample_rows,
-    score_columns,
-)
+from lifeboat.monitoring.drift import drift_report, score_columns
+from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS, analysis_frame, sample_rows
 from lifeboat.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -15,7 +15,9 @@ from typing import Literal
 
 import pandas as pd
 
-from lifeboat.monitoring.drift import DriftSummary, current_from_batches, current_from_requests, drift_report
+from lifeboat.monitoring.drift import drift_report
+from lifeboat.monitoring.drift_frames import current_from_batches, current_from_requests
+from lifeboat.monitoring.drift_models import DriftSummary
 from lifeboat.settings import Settings
 
 logger = logging.getLogger(__name__)

@@ -52,234 +52,40 @@ batches the scores of 50k-row samples differ from the full data's by at most 0.0
 
 from __future__ import annotations
 
-import fcntl
 import html
 import json
 import logging
 import math
 import os
 import re
-import tempfile
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
-from lifeboat.dataset.features import CATEGORY_COLUMNS, RANGE_COLUMNS, derive_titles
-from lifeboat.dataset.schema import BY_NAME, ID_COLUMN
+from lifeboat.dataset.schema import ID_COLUMN
+from lifeboat.monitoring.drift_frames import (
+    ANALYSED_COLUMNS,
+    CATEGORICAL_COLUMNS,
+    NUMERICAL_COLUMNS,
+    analysis_frame,
+    sample_rows,
+)
+from lifeboat.monitoring.drift_index import INDEX_FILE, update_index, write_text_atomically
+from lifeboat.monitoring.drift_models import POLICIES, ColumnDrift, DriftError, DriftSummary
 from lifeboat.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-TITLE_COLUMN = "Title"
-#: Raw numerical columns analysed for drift (the ones whose training range the model ships).
-NUMERICAL_COLUMNS: tuple[str, ...] = RANGE_COLUMNS
-#: Raw categorical columns analysed for drift (the model's vocabulary columns; Title is derived).
-RAW_CATEGORICAL_COLUMNS: tuple[str, ...] = tuple(c for c in CATEGORY_COLUMNS if c != TITLE_COLUMN)
-MISSING_SUFFIX = "_missing"
-#: Numerical columns that may be blank: each gets a present/missing indicator column.
-MISSING_INDICATOR_SOURCES: tuple[str, ...] = tuple(c for c in NUMERICAL_COLUMNS if not BY_NAME[c].required)
-MISSING_INDICATOR_COLUMNS: tuple[str, ...] = tuple(f"{c}{MISSING_SUFFIX}" for c in MISSING_INDICATOR_SOURCES)
-CATEGORICAL_COLUMNS: tuple[str, ...] = (*RAW_CATEGORICAL_COLUMNS, TITLE_COLUMN, *MISSING_INDICATOR_COLUMNS)
-#: Every analysed column, in report order.
-ANALYSED_COLUMNS: tuple[str, ...] = (*NUMERICAL_COLUMNS, *CATEGORICAL_COLUMNS)
-#: Raw columns the analysis needs (required ones must exist; optional ones may be absent = all missing).
-NEEDED_RAW_COLUMNS: tuple[str, ...] = (*NUMERICAL_COLUMNS, *RAW_CATEGORICAL_COLUMNS)
 
-INDEX_FILE = "index.json"
-_LOCK_FILE = ".index.lock"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
-_MISSING, _PRESENT = "missing", "present"
-
-Status = Literal["drift", "no_drift", "not_enough_data"]
-Policy = Literal["retrain_on_drift", "report_only", "always"]
-POLICIES: tuple[str, ...] = get_args(Policy)
-
-
-class DriftError(RuntimeError):
-    """A drift report could not be produced (bad input frame, bad settings, Evidently gave no verdict)."""
-
-
-@dataclass(frozen=True)
-class ColumnDrift:
-    """The verdict on one column: method, its score, the threshold it was compared with, drifted or not.
-
-    ``method`` is ``"no_values"`` (and ``score`` None) when one side has no value at all in the column: no
-    distribution can be compared, and the column counts as drifted unless both sides are empty.
-    """
-
-    kind: Literal["numerical", "categorical"]
-    method: str
-    score: float | None
-    threshold: float
-    drifted: bool
-
-
-@dataclass
-class DriftSummary:
-    """The outcome of one drift report (the ``<name>.json`` file; small enough for XCom as a dict)."""
-
-    name: str
-    status: Status
-    dataset_drift: bool
-    share_drifted: float
-    drift_share_threshold: float
-    drifted_columns: list[str]
-    columns: dict[str, ColumnDrift]
-    reference_rows: int
-    current_rows: int
-    analysed_rows: int
-    min_rows: int
-    current_source: str
-    created_at: str
-    html_path: str
-    json_path: str
-    message: str
-    sampled: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form: plain types only, columns as {col: {kind, method, score, threshold, drifted}}."""
-        data = asdict(self)
-        data["columns"] = {name: asdict(col) for name, col in self.columns.items()}
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DriftSummary:
-        """Rebuild a summary from :meth:`to_dict` output (for example read back from ``<name>.json``)."""
-        values = dict(data)
-        values["columns"] = {k: ColumnDrift(**v) for k, v in dict(values.get("columns", {})).items()}
-        names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 # --- input frames --------------------------------------------------------------------------------------
-
-
-def current_from_batches(paths: Sequence[Path | str]) -> pd.DataFrame:
-    """The passengers of one or more batch CSV files, concatenated in the given order."""
-    if not paths:
-        raise ValueError("no batch files given: cannot build the current data for a drift report")
-    frames = []
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"batch file not found: {path}")
-        frames.append(pd.read_csv(path))
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-
-
-def current_from_requests(
-    log_path: Path | str, last_n: int | None = None, since: datetime | str | None = None
-) -> pd.DataFrame:
-    """The window of logged prediction requests (raw columns plus probability, prediction, model_version ...).
-
-    ``last_n`` keeps the newest rows, ``since`` the rows logged at or after a moment (see
-    :func:`lifeboat.monitoring.prediction_log.read_window`). A missing log gives an empty frame (->
-    ``not_enough_data``).
-    """
-    from lifeboat.monitoring.prediction_log import (
-        read_window,  # imported lazily: the serving side owns that module
-    )
-
-    return read_window(log_path, last_n=last_n, since=since)
-
-
-def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
-    if column not in frame.columns:
-        return pd.Series(np.nan, index=frame.index, dtype="float64")
-    values = frame[column]
-    try:
-        if pd.api.types.is_numeric_dtype(values):
-            return values.astype("float64")
-        stripped = values.astype("string").str.strip().replace("", pd.NA)
-        return pd.to_numeric(stripped, errors="raise").astype("float64")
-    except (TypeError, ValueError) as exc:
-        raise DriftError(f"column {column!r} must be numeric: {exc}") from exc
-
-
-def _strings(values: pd.Series) -> pd.Series:
-    """Stripped strings (object dtype, NaN where missing or empty), stripping each distinct value once."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=True)
-    cleaned = np.array([_clean_text(u) for u in uniques] + [np.nan], dtype=object)
-    return pd.Series(cleaned[codes], index=values.index, dtype="object")
-
-
-def _clean_text(value: Any) -> Any:
-    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
-        return np.nan
-    text = str(value).strip()
-    return text if text else np.nan
-
-
-def _category(frame: pd.DataFrame, column: str) -> pd.Series:
-    """A categorical column as object strings (NaN where missing); ``3``, ``3.0`` and ``"3"`` give ``"3"``."""
-    if column not in frame.columns:
-        return pd.Series(np.nan, index=frame.index, dtype="object")
-    values = frame[column]
-    if pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values):
-        numbers = values.astype("float64")
-        if (numbers.dropna() % 1 == 0).all():
-            return _strings(numbers.astype("Int64"))
-        return _strings(numbers)
-    return _strings(values)
-
-
-def _titles(frame: pd.DataFrame, sex: pd.Series, age: pd.Series) -> pd.Series:
-    """Title of every row, derived once per distinct (Name, Sex, Age) so resampled data stays cheap."""
-    if len(frame) == 0:
-        return pd.Series([], index=frame.index, dtype="object")
-    names = frame["Name"] if "Name" in frame.columns else pd.Series(np.nan, index=frame.index, dtype="object")
-    key = np.zeros(len(frame), dtype=np.int64)
-    for part in (names, sex, age):
-        codes, uniques = pd.factorize(part, use_na_sentinel=True)
-        key, _ = pd.factorize(key * (len(uniques) + 1) + (codes + 1))  # stays below len(frame): no overflow
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    titles = derive_titles(
-        {
-            "Name": names.iloc[first].tolist(),
-            "Sex": sex.iloc[first].tolist(),
-            "Age": age.iloc[first].to_numpy(dtype=np.float64),
-        }
-    )
-    return pd.Series(np.asarray(titles, dtype=object)[inverse], index=frame.index, dtype="object")
-
-
-def analysis_frame(frame: pd.DataFrame, what: str) -> pd.DataFrame:
-    """The columns the drift report analyses, typed for Evidently, from raw passenger rows.
-
-    ``what`` ("reference" or "current") names the frame in error messages. Extra columns (label, prediction
-    metadata, Name/Ticket/Cabin) are left out; PassengerId is kept when complete, as the id column.
-    """
-    absent = [c for c in NEEDED_RAW_COLUMNS if BY_NAME[c].required and c not in frame.columns]
-    if absent and len(frame) > 0:
-        raise DriftError(f"the {what} data lacks required column(s): {', '.join(absent)}")
-    out = pd.DataFrame(index=frame.index)
-    if ID_COLUMN in frame.columns and frame[ID_COLUMN].notna().all():
-        out[ID_COLUMN] = frame[ID_COLUMN].astype("int64")
-    for column in NUMERICAL_COLUMNS:
-        out[column] = _numeric(frame, column)
-    for column in RAW_CATEGORICAL_COLUMNS:
-        out[column] = _category(frame, column)
-    out[TITLE_COLUMN] = _titles(frame, out["Sex"], out["Age"])
-    for source, indicator in zip(MISSING_INDICATOR_SOURCES, MISSING_INDICATOR_COLUMNS, strict=True):
-        out[indicator] = np.where(out[source].isna(), _MISSING, _PRESENT).astype(object)
-    # pandas categoricals give Evidently the same scores as object strings, ~2.5x faster on large frames.
-    for column in CATEGORICAL_COLUMNS:
-        out[column] = out[column].astype("category")
-    return out.reset_index(drop=True)
-
-
-def sample_rows(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:
-    """At most ``max_rows`` rows drawn without replacement, deterministically (0 = keep everything)."""
-    if max_rows <= 0 or len(frame) <= max_rows:
-        return frame
-    return frame.sample(n=max_rows, random_state=seed, replace=False).reset_index(drop=True)
 
 
 # --- the report ----------------------------------------------------------------------------------------
@@ -442,18 +248,6 @@ def _column_verdicts(snapshot: Any, columns_tested: Sequence[str]) -> dict[str, 
     return columns
 
 
-def _write_text_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(tmp, 0o644)  # readable by the Airflow UI and MLflow like any report file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _not_enough_data_html(summary: DriftSummary) -> str:
     esc = html.escape
     which = []
@@ -473,59 +267,6 @@ needed (<code>LIFEBOAT_DRIFT_MIN_ROWS</code>) before a drift verdict means anyth
 <p>Columns that will be compared once enough data has arrived:</p><ul>{items}</ul>
 </body></html>
 """
-
-
-@contextmanager
-def _index_lock(output_dir: Path) -> Iterator[None]:
-    with open(output_dir / _LOCK_FILE, "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _index_entry(summary: DriftSummary) -> dict[str, Any]:
-    return {
-        "name": summary.name,
-        "status": summary.status,
-        "dataset_drift": summary.dataset_drift,
-        "share_drifted": summary.share_drifted,
-        "drifted_columns": list(summary.drifted_columns),
-        "reference_rows": summary.reference_rows,
-        "current_rows": summary.current_rows,
-        "current_source": summary.current_source,
-        "created_at": summary.created_at,
-        "html": Path(summary.html_path).name,
-        "json": Path(summary.json_path).name,
-    }
-
-
-def read_index(output_dir: Path | str) -> list[dict[str, Any]]:
-    """The reports listed in ``<output_dir>/index.json``, newest first (empty if there is none yet)."""
-    path = Path(output_dir) / INDEX_FILE
-    if not path.is_file():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        reports = data["reports"]
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise DriftError(f"unreadable drift report index {path}: {exc}") from exc
-    if not isinstance(reports, list):
-        raise DriftError(f"unreadable drift report index {path}: 'reports' is not a list")
-    return reports
-
-
-def update_index(output_dir: Path | str, summary: DriftSummary) -> Path:
-    """Add (or replace, by name) the summary's entry in ``index.json``; keep it sorted newest first."""
-    output_dir = Path(output_dir)
-    path = output_dir / INDEX_FILE
-    with _index_lock(output_dir):
-        reports = [r for r in read_index(output_dir) if r.get("name") != summary.name]
-        reports.insert(0, _index_entry(summary))
-        reports.sort(key=lambda r: datetime.fromisoformat(str(r["created_at"])), reverse=True)
-        _write_text_atomically(path, json.dumps({"version": 1, "reports": reports}, indent=2) + "\n")
-    return path
 
 
 def _now() -> str:
@@ -580,7 +321,7 @@ def drift_report(
             f"not enough data: {len(current)} current and {len(reference)} reference row(s), "
             f"at least {settings.drift_min_rows} of each are needed"
         )
-        _write_text_atomically(html_path, _not_enough_data_html(summary))
+        write_text_atomically(html_path, _not_enough_data_html(summary))
     else:
         _check_methods(settings)
         ref = analysis_frame(sample_rows(reference, settings.drift_sample_rows, settings.seed), "reference")
@@ -611,7 +352,7 @@ def drift_report(
             tmp_html.unlink(missing_ok=True)
             raise DriftError(f"Evidently wrote no HTML report to {tmp_html}")
         os.replace(tmp_html, html_path)
-    _write_text_atomically(json_path, json.dumps(summary.to_dict(), indent=2) + "\n")
+    write_text_atomically(json_path, json.dumps(summary.to_dict(), indent=2) + "\n")
     update_index(output_dir, summary)
     logger.info("drift report %s: %s (html %s)", name, summary.message, html_path)
     return summary

@@ -186,7 +186,7 @@ def drift_report(settings: Settings, run_id: str, new_data: bool) -> dict[str, A
     MLflow (a run named ``drift <run id>`` in the experiment).
     """
     from lifeboat.monitoring import checks as monitoring
-    from lifeboat.monitoring import drift
+    from lifeboat.monitoring.drift_models import DriftError
     from lifeboat.registry import store as registry
 
     name = folder_name(run_id)
@@ -194,7 +194,7 @@ def drift_report(settings: Settings, run_id: str, new_data: bool) -> dict[str, A
     source: monitoring.CurrentSource = "batch" if new_data and has_batches else "requests"
     try:
         summary = monitoring.run_drift(settings, source, name=name)
-    except (monitoring.MonitoringError, drift.DriftError) as exc:
+    except (monitoring.MonitoringError, DriftError) as exc:
         logger.warning("no drift report for %s: %s", run_id, exc)
         return {"name": name, "status": "skipped", "dataset_drift": False, "message": str(exc)}
     registry.configure_mlflow(settings)

@@ -6,7 +6,7 @@ rendered in an iframe). Its routes:
 
 * ``GET /`` - a small index linking to the two pages;
 * ``GET /drift`` - every drift report of :attr:`Settings.resolved_reports_dir`, newest first (from
-  ``index.json``, :func:`lifeboat.monitoring.drift.read_index`): created time, verdict, share of drifted
+  ``index.json``, :func:`lifeboat.monitoring.drift_index.read_index`): created time, verdict, share of drifted
   columns, where
   the current data came from, row counts; each name opens ``GET /drift/{name}``, the report's own HTML;
 * ``GET /drift/{name}/summary.json`` - the report's JSON summary;
@@ -192,7 +192,8 @@ def mlflow_ui_base(settings: Settings) -> str | None:
 
 def drift_reports(settings: Settings) -> list[dict[str, Any]]:
     """The reports of the settings' reports folder, newest first (raises :class:`UnavailableError`)."""
-    from lifeboat.monitoring.drift import DriftError, read_index
+    from lifeboat.monitoring.drift_index import read_index
+    from lifeboat.monitoring.drift_models import DriftError
 
     try:
         entries = read_index(settings.resolved_reports_dir)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from lifeboat.monitoring.drift import analysis_frame
+from lifeboat.monitoring.drift_frames import analysis_frame
 from lifeboat.settings import Settings
 
 

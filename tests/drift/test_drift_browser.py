@@ -17,7 +17,8 @@ import pytest
 from PIL import Image
 
 from lifeboat.data.simulate import DriftSpec, make_batch
-from lifeboat.monitoring.drift import ANALYSED_COLUMNS, drift_report
+from lifeboat.monitoring.drift import drift_report
+from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS
 from lifeboat.settings import Settings
 from tests.drift.drift_cases import START_ID
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from lifeboat.data.simulate import DriftSpec, make_batch
-from lifeboat.monitoring.drift import ANALYSED_COLUMNS, analysis_frame, score_columns
+from lifeboat.monitoring.drift import score_columns
+from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS, analysis_frame
 from lifeboat.settings import Settings
 from tests.drift.drift_cases import BATCH_ROWS, SPEC_EXPECTATIONS, START_ID
 

@@ -17,17 +17,10 @@ from scipy.stats import wasserstein_distance
 
 from lifeboat.data.simulate import DriftSpec, make_batch, replay_rows
 from lifeboat.monitoring import drift
-from lifeboat.monitoring.drift import (
-    ANALYSED_COLUMNS,
-    DriftError,
-    DriftSummary,
-    analysis_frame,
-    current_from_requests,
-    drift_report,
-    log_to_mlflow,
-    read_index,
-    score_columns,
-)
+from lifeboat.monitoring.drift import drift_report, log_to_mlflow, score_columns
+from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS, analysis_frame, current_from_requests
+from lifeboat.monitoring.drift_index import read_index
+from lifeboat.monitoring.drift_models import DriftError, DriftSummary
 from lifeboat.settings import Settings
 from tests.drift.drift_cases import BATCH_ROWS, SPEC_EXPECTATIONS, START_ID
 

@@ -12,19 +12,16 @@ import pytest
 
 from lifeboat.data.simulate import make_batch, write_batch
 from lifeboat.dataset.features import derive_titles
-from lifeboat.monitoring.drift import (
+from lifeboat.monitoring.drift import should_retrain
+from lifeboat.monitoring.drift_frames import (
     ANALYSED_COLUMNS,
     CATEGORICAL_COLUMNS,
     NUMERICAL_COLUMNS,
-    ColumnDrift,
-    DriftError,
-    DriftSummary,
-    Status,
     analysis_frame,
     current_from_batches,
     sample_rows,
-    should_retrain,
 )
+from lifeboat.monitoring.drift_models import ColumnDrift, DriftError, DriftSummary, Status
 from tests.drift.drift_cases import START_ID
 
 pytestmark = pytest.mark.unit

@@ -167,7 +167,7 @@ def test_lr_run_logs_metrics_lineage_plots_and_reference(
     assert params["cv_folds"] == "2"
     assert params["model_regParam"] == "0.05"
     assert tags["family"] == "lr"
-    in_git_checkout = (Path(training.__file__).resolve().parents[1] / ".git").exists()
+    in_git_checkout = (Path(training.__file__).resolve().parents[2] / ".git").exists()
     assert re.fullmatch(r"[0-9a-f]{40}" if in_git_checkout else "unknown", tags["git_commit"])
     assert tags["spark_version"] == spark.version
     assert json.loads(tags["spark_conf"])["spark.master"] == "local[2]"
