@@ -58,7 +58,7 @@ def titanic_rollback() -> None:
     @task(retries=0)
     def rollback(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
         from lifeboat.orchestration import retrain
-        from lifeboat.registry.store import RollbackError
+        from lifeboat.registry.promotion import RollbackError
 
         params = params or {}
         actor = str(params.get("requested_by") or getattr(dag_run, "triggering_user_name", None) or "airflow")

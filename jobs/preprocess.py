@@ -15,7 +15,9 @@ from pathlib import Path
 
 from lifeboat.orchestration.pipeline import report_failure
 from lifeboat.settings import get_settings
-from lifeboat.training.preprocessing import PreprocessError, discover_inputs, run_preprocess, validate_inputs
+from lifeboat.training.errors import PreprocessError
+from lifeboat.training.preprocessing import run_preprocess
+from lifeboat.training.reading import discover_inputs, validate_inputs
 from lifeboat.training.spark import job_session
 
 logger = logging.getLogger("lifeboat.jobs.preprocess")

@@ -201,6 +201,7 @@ def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> dict
     """
     import pandas as pd
 
+    from lifeboat.registry import promotion
     from lifeboat.registry import store as registry
 
     registry.configure_mlflow(settings)
@@ -211,7 +212,7 @@ def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> dict
     summary = json.loads(summary_path.read_text())
     version = str(summary["version"])
     holdout = pd.read_parquet(base / "preprocess" / "holdout_raw")
-    decision = registry.evaluate_gate(settings.model_name, version, holdout, settings)
+    decision = promotion.evaluate_gate(settings.model_name, version, holdout, settings)
     result = {
         "run_id": run_id,
         "model_name": settings.model_name,
@@ -235,6 +236,7 @@ def promote_run(settings: Settings, run_id: str) -> dict[str, Any]:
     ``StaleDecisionError`` when the champion changed since the decision. Idempotent: promoting the version
     that already is the champion changes nothing. Updates ``gate.json`` (``promoted``, ``demoted_version``).
     """
+    from lifeboat.registry import promotion
     from lifeboat.registry import store as registry
 
     path = gate_path(settings, run_id)
@@ -249,7 +251,7 @@ def promote_run(settings: Settings, run_id: str) -> dict[str, Any]:
             + "; ".join(result.get("reasons") or [])
         )
     registry.configure_mlflow(settings)
-    demoted = registry.promote_recorded(
+    demoted = promotion.promote_recorded(
         result["model_name"], str(result["version"]), result.get("champion_version")
     )
     result["promoted"] = True

@@ -369,8 +369,9 @@ def _wait_for_version(base: str, expected: str, timeout: float, poll_seconds: fl
 
 def rollback(settings: Settings, reason: str, actor: str) -> dict[str, Any]:
     """Swap ``champion`` back to ``previous_champion`` (verified first) and record who and why."""
+    from lifeboat.registry import promotion
     from lifeboat.registry import store as registry
 
     registry.configure_mlflow(settings)
-    demoted, restored = registry.rollback(settings.model_name, reason, actor)
+    demoted, restored = promotion.rollback(settings.model_name, reason, actor)
     return {"model_name": settings.model_name, "demoted_version": demoted, "restored_version": restored}

@@ -13,7 +13,8 @@ DESIGN.md, "The promotion gate". A challenger is promoted only when every check 
 
 Every failing check contributes one sentence to :attr:`GateDecision.reasons` (all of them, not only the
 first), with the numbers that made it fail. :meth:`GateDecision.to_tags` flattens the decision and every
-number behind it into string tags for the model version (see :func:`lifeboat.registry.store.evaluate_gate`).
+number behind it into string tags for the model version (see
+:func:`lifeboat.registry.promotion.evaluate_gate`).
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class TrainingError(RuntimeError):
     """Training cannot complete."""
@@ -17,3 +19,11 @@ class ParityError(TrainingError):
 
 class ExportError(TrainingError):
     """The fitted pipeline cannot be converted to ONNX exactly."""
+
+
+class PreprocessError(ValueError):
+    """The input data cannot be preprocessed; ``problems`` holds one readable line per problem."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from lifeboat.dataset.features import FeatureSpec, FeatureSpecError
 from lifeboat.training.errors import TrainingInputError
-from lifeboat.training.preprocessing import (
+from lifeboat.training.output import (
     FEATURES_DIR,
     HOLDOUT_RAW_DIR,
     ID,
@@ -19,7 +19,7 @@ from lifeboat.training.preprocessing import (
     TRAIN_RAW_DIR,
     load_summary,
 )
-from lifeboat.training.preprocessing import SPEC_FILE as PREPROCESS_SPEC_FILE
+from lifeboat.training.output import SPEC_FILE as PREPROCESS_SPEC_FILE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

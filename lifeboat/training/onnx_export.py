@@ -22,10 +22,7 @@ import pandas as pd
 from lifeboat.dataset.features import FeatureSpec
 from lifeboat.registry.artifact import EXTRA_DIR, INFO_FILE, ONNX_FILE, SPEC_FILE, ArtifactError, ServingModel
 from lifeboat.training.errors import ExportError, ParityError
-from lifeboat.training.preprocessing import (
-    ID,
-    to_pandas,
-)
+from lifeboat.training.output import ID, to_pandas
 from lifeboat.training.selection import PROBABILITY
 
 if TYPE_CHECKING:

@@ -14,11 +14,7 @@ import numpy as np
 import pandas as pd
 
 from lifeboat.registry.evaluation import binary_metrics
-from lifeboat.training.preprocessing import (
-    ID,
-    LABEL,
-    to_pandas,
-)
+from lifeboat.training.output import ID, LABEL, to_pandas
 
 if TYPE_CHECKING:
     from pyspark.ml import Pipeline, PipelineModel

@@ -43,7 +43,7 @@ from lifeboat.training import plots
 from lifeboat.training.errors import ParityError
 from lifeboat.training.inputs import load_split, open_preprocess_output
 from lifeboat.training.onnx_export import export_onnx, parity_check
-from lifeboat.training.preprocessing import (
+from lifeboat.training.output import (
     HOLDOUT,
     HOLDOUT_RAW_DIR,
     ID,

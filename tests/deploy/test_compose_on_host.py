@@ -22,7 +22,8 @@ import pandas as pd
 import psycopg2
 import pytest
 
-from lifeboat.registry.store import CHAMPION, load_serving_model, promote_if_better, version_by_alias
+from lifeboat.registry.promotion import promote_if_better
+from lifeboat.registry.store import CHAMPION, load_serving_model, version_by_alias
 from lifeboat.settings import Settings
 from tests.deploy.compose import ComposeProject
 from tests.deploy.conftest import run_init_databases

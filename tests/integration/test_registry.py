@@ -23,22 +23,24 @@ from mlflow.exceptions import MlflowException
 
 from lifeboat.registry import store as registry
 from lifeboat.registry.evaluation import EvaluationError, binary_metrics
+from lifeboat.registry.promotion import (
+    GateRejected,
+    RollbackError,
+    StaleDecisionError,
+    evaluate_gate,
+    promote,
+    promote_if_better,
+    rollback,
+)
 from lifeboat.registry.store import (
     CHALLENGER,
     CHAMPION,
     PREVIOUS_CHAMPION,
-    GateRejected,
     RegistryError,
-    RollbackError,
-    StaleDecisionError,
-    evaluate_gate,
     load_serving_model,
-    model_summary,
-    promote,
-    promote_if_better,
-    rollback,
     version_by_alias,
 )
+from lifeboat.registry.summary import model_summary
 from lifeboat.settings import Settings
 from tests.support.models import artifact_dir, mlflow_store, register_sklearn_version, split_by_passenger_id
 

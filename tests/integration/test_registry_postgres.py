@@ -18,14 +18,9 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from lifeboat.registry.store import (
-    CHAMPION,
-    PREVIOUS_CHAMPION,
-    model_summary,
-    promote_if_better,
-    rollback,
-    version_by_alias,
-)
+from lifeboat.registry.promotion import promote_if_better, rollback
+from lifeboat.registry.store import CHAMPION, PREVIOUS_CHAMPION, version_by_alias
+from lifeboat.registry.summary import model_summary
 from lifeboat.settings import Settings
 from tests.support.models import mlflow_store, register_sklearn_version, split_by_passenger_id
 

@@ -19,6 +19,7 @@ from lifeboat.orchestration.airflow_api import AirflowClient
 from lifeboat.registry.artifact import CANARY_PASSENGER
 from lifeboat.settings import Settings
 from lifeboat.stack import embedded as stack
+from lifeboat.stack import processes
 from tests.conftest import REPO_ROOT
 from tests.serving.serving_support import free_port
 
@@ -51,11 +52,11 @@ class LiveStack:
     env: dict[str, str]
 
     @property
-    def paths(self) -> stack.StackPaths:
+    def paths(self) -> processes.StackPaths:
         """Where the stack keeps its state (pid files, logs, secrets)."""
-        return stack.StackPaths.from_settings(self.settings)
+        return processes.StackPaths.from_settings(self.settings)
 
-    def service(self, name: str) -> stack.Service:
+    def service(self, name: str) -> processes.Service:
         """How the stack starts ``name`` (to restart it after a test stopped it)."""
         return {s.name: s for s in stack.services(self.settings, REPO_ROOT, self.paths, self.env)}[name]
 
@@ -107,20 +108,20 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         for dag_id in (RETRAIN, ROLLBACK):
             client.wait_for_dag(dag_id)
             client.set_paused(dag_id, False)
-        found = stack.load_secrets(stack.StackPaths.from_settings(settings))
+        found = stack.load_secrets(processes.StackPaths.from_settings(settings))
         yield LiveStack(
             settings, client, stack.urls(settings), incoming, found["airflow_admin_password"], env
         )
     finally:
         stack.down(settings, say=print)
-    paths = stack.StackPaths.from_settings(settings)
-    leftovers = [n for n in stack.SERVICES if stack.running_pid(paths, n)]
+    paths = processes.StackPaths.from_settings(settings)
+    leftovers = [n for n in stack.SERVICES if processes.running_pid(paths, n)]
     assert not leftovers, f"still running after stack.down: {leftovers}"
     leaks = secrets_in_logs(paths)
     assert not leaks, f"secret values found in the stack's logs: {leaks}"
 
 
-def secrets_in_logs(paths: stack.StackPaths) -> list[str]:
+def secrets_in_logs(paths: processes.StackPaths) -> list[str]:
     """``<secret name> in <file>`` for every secret value that appears in a log the stack wrote."""
     values = stack.load_secrets(paths)
     logs = [*paths.logs.glob("*.log"), *(paths.airflow_home / "logs").rglob("*")]

@@ -16,7 +16,7 @@ import pytest
 
 from lifeboat.orchestration.retrain import folder_name
 from lifeboat.registry.artifact import CANARY_PASSENGER
-from lifeboat.stack import embedded as stack
+from lifeboat.stack import processes
 from tests.orchestration.conftest import RETRAIN, RUN_TIMEOUT, LiveStack
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def test_server_down_during_reload_serving_keeps_the_promotion_and_the_server_pi
     live_stack: LiveStack, first_run: dict[str, Any]
 ) -> None:
     before = live_stack.champion()
-    assert stack.stop(live_stack.paths, "serving", timeout=20)
+    assert processes.stop(live_stack.paths, "serving", timeout=20)
     try:
         conf = {"retrain_without_changes": True, "required_improvement": -1.0}
         run = live_stack.trigger_and_wait(RETRAIN, conf)
@@ -60,7 +60,7 @@ def test_server_down_during_reload_serving_keeps_the_promotion_and_the_server_pi
         assert promoted["version"] != before
         assert live_stack.champion() == promoted["version"]  # the promotion stands
     finally:
-        stack.ensure_running(live_stack.service("serving"), live_stack.paths, print)
+        processes.ensure_running(live_stack.service("serving"), live_stack.paths, print)
     assert live_stack.served_version() == promoted["version"]  # picked up at start
     assert answers_predictions(live_stack) == promoted["version"]
 

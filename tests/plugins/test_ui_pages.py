@@ -36,10 +36,10 @@ from fastapi.testclient import TestClient
 
 from lifeboat.data.simulate import DriftSpec, make_batch
 from lifeboat.monitoring.drift import drift_report
-from lifeboat.orchestration.ui import (
+from lifeboat.orchestration.ui import create_ui_app
+from lifeboat.orchestration.ui_models import (
     UnavailableError,
     check_registry_reachable,
-    create_ui_app,
     mlflow_ui_base,
     redact_uri,
 )
@@ -414,7 +414,7 @@ def registry_settings(
     """
     from mlflow import MlflowClient
 
-    from lifeboat.registry.store import promote_if_better
+    from lifeboat.registry.promotion import promote_if_better
 
     settings = registry_settings_of(module_dirs)
     train, holdout = split_by_passenger_id(pd.read_csv(raw_train_csv))

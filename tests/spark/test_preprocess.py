@@ -18,6 +18,7 @@ import pytest
 
 from lifeboat.dataset.features import FEATURE_NAMES, FeatureSpec, encode, fit_feature_spec
 from lifeboat.dataset.schema import COLUMNS
+from lifeboat.training import output as preprocess_output
 from lifeboat.training import preprocessing
 
 pytestmark = pytest.mark.spark
@@ -38,20 +39,21 @@ def run_job(
 
 def splits_of(output: Path) -> dict[int, str]:
     """PassengerId -> train/holdout, from a preprocess output."""
-    frame = pd.read_parquet(output / preprocessing.FEATURES_DIR, columns=["PassengerId", "split"])
+    frame = pd.read_parquet(output / preprocess_output.FEATURES_DIR, columns=["PassengerId", "split"])
     return dict(zip(frame["PassengerId"].astype(int), frame["split"], strict=True))
 
 
 def summary_of(output: Path) -> dict[str, object]:
     """The summary.json of a preprocess output."""
-    data: dict[str, object] = json.loads((output / preprocessing.SUMMARY_FILE).read_text())
+    data: dict[str, object] = json.loads((output / preprocess_output.SUMMARY_FILE).read_text())
     return data
 
 
 def raw_rows(output: Path) -> pd.DataFrame:
     """train_raw + holdout_raw of a preprocess output, by PassengerId."""
     frames = [
-        pd.read_parquet(output / d) for d in (preprocessing.TRAIN_RAW_DIR, preprocessing.HOLDOUT_RAW_DIR)
+        pd.read_parquet(output / d)
+        for d in (preprocess_output.TRAIN_RAW_DIR, preprocess_output.HOLDOUT_RAW_DIR)
     ]
     return pd.concat(frames).sort_values("PassengerId").reset_index(drop=True)
 
@@ -248,7 +250,7 @@ def test_messy_but_valid_csv_reads_exactly_like_the_validator(
     code, _, err = run_job(preprocess_job, capsys, raw, tmp_path / "none", tmp_path / "out")
 
     assert code == 0, err
-    spec = FeatureSpec.load(tmp_path / "out" / preprocessing.SPEC_FILE)
+    spec = FeatureSpec.load(tmp_path / "out" / preprocess_output.SPEC_FILE)
     features = pd.read_parquet(tmp_path / "out" / "features").sort_values("PassengerId")
     expected = encode(parse_like_validator(raw).sort_values("PassengerId").reset_index(drop=True), spec)
     np.testing.assert_array_equal(features[list(FEATURE_NAMES)].to_numpy(), expected)
@@ -265,7 +267,7 @@ def test_features_equal_the_serving_encoding_of_the_raw_rows(
         pd.read_parquet(titanic_preprocessed / "features").sort_values("PassengerId").reset_index(drop=True)
     )
     raw = pd.read_csv(raw_train_csv).sort_values("PassengerId").reset_index(drop=True)
-    spec = FeatureSpec.load(titanic_preprocessed / preprocessing.SPEC_FILE)
+    spec = FeatureSpec.load(titanic_preprocessed / preprocess_output.SPEC_FILE)
 
     assert list(features.columns) == ["PassengerId", "Survived", "split", *FEATURE_NAMES]
     assert all(features[name].dtype == np.float32 for name in FEATURE_NAMES)

@@ -17,7 +17,7 @@ from lifeboat.dataset.features import FEATURE_NAMES
 from lifeboat.registry.evaluation import METRIC_NAMES
 from lifeboat.training import onnx_export
 from lifeboat.training import train as training
-from lifeboat.training.preprocessing import HOLDOUT_RAW_DIR
+from lifeboat.training.output import HOLDOUT_RAW_DIR
 
 pytestmark = pytest.mark.spark
 

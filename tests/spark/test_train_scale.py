@@ -20,7 +20,7 @@ import pytest
 from lifeboat.settings import get_settings
 from lifeboat.training import inputs, onnx_export, selection
 from lifeboat.training import train as training
-from lifeboat.training.preprocessing import ID, LABEL, TRAIN
+from lifeboat.training.output import ID, LABEL, TRAIN
 
 pytestmark = pytest.mark.spark
 

@@ -16,13 +16,14 @@ import pytest
 
 from lifeboat.settings import Settings
 from lifeboat.stack import embedded as stack
+from lifeboat.stack import processes
 from tests.serving.serving_support import free_port
 
 pytestmark = pytest.mark.unit
 
 
-def paths_in(tmp_path: Path) -> stack.StackPaths:
-    return stack.StackPaths(tmp_path / "state")
+def paths_in(tmp_path: Path) -> processes.StackPaths:
+    return processes.StackPaths(tmp_path / "state")
 
 
 def test_secrets_are_generated_once_private_and_kept(tmp_path: Path) -> None:
@@ -45,7 +46,7 @@ def test_unreadable_secrets_file_is_an_error_not_a_reset(tmp_path: Path) -> None
     paths = paths_in(tmp_path)
     paths.root.mkdir(parents=True)
     paths.secrets_file.write_text("{broken")
-    with pytest.raises(stack.StackError, match="not valid JSON"):
+    with pytest.raises(processes.StackError, match="not valid JSON"):
         stack.load_secrets(paths)
     assert paths.secrets_file.read_text() == "{broken"
 
@@ -61,7 +62,7 @@ def test_environment_of_the_stack(tmp_path: Path) -> None:
     settings = Settings(
         state_dir=tmp_path / "state", airflow_port=18080, mlflow_port=15000, serving_port=18000
     )
-    paths = stack.StackPaths.from_settings(settings)
+    paths = processes.StackPaths.from_settings(settings)
     repo = Path(__file__).resolve().parents[2]
     services = {s.name: s for s in stack.services(settings, repo, paths)}
     assert list(services) == ["mlflow", "serving", "airflow"]
@@ -91,13 +92,13 @@ def test_an_inherited_mlflow_uri_never_reaches_the_stack(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:////elsewhere/mlflow.db")
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", "sqlite:////elsewhere/registry.db")
     settings = Settings(state_dir=tmp_path / "state", mlflow_port=15001)
-    paths = stack.StackPaths.from_settings(settings)
+    paths = processes.StackPaths.from_settings(settings)
     for service in stack.services(settings, Path(__file__).resolve().parents[2], paths):
         assert service.env["MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15001", service.name
         assert service.env["MLFLOW_REGISTRY_URI"] == "http://127.0.0.1:15001", service.name
 
 
-def http_service(tmp_path: Path, port: int, extra: str = "") -> stack.Service:
+def http_service(tmp_path: Path, port: int, extra: str = "") -> processes.Service:
     """A real process that answers HTTP 200 on /health (python's http.server), optionally with a child."""
     code = (
         "import http.server, subprocess, sys\n"
@@ -108,7 +109,7 @@ def http_service(tmp_path: Path, port: int, extra: str = "") -> stack.Service:
         "    def log_message(self, *a): pass\n"
         f"http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()\n"
     )
-    return stack.Service(
+    return processes.Service(
         name="demo",
         command=[sys.executable, "-c", code],
         env=dict(os.environ),
@@ -125,18 +126,18 @@ def test_start_reuse_and_stop_with_children(tmp_path: Path) -> None:
     child = "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])"
     service = http_service(tmp_path, port, extra=child)
     said: list[str] = []
-    assert stack.ensure_running(service, paths, said.append) == "started"
-    pid = stack.running_pid(paths, "demo")
+    assert processes.ensure_running(service, paths, said.append) == "started"
+    pid = processes.running_pid(paths, "demo")
     assert pid is not None
     children = psutil.Process(pid).children(recursive=True)
     assert children, "the demo service should have started a child process"
-    assert stack.ensure_running(service, paths, said.append) == "reused"
-    assert stack.running_pid(paths, "demo") == pid
-    assert stack.stop(paths, "demo", timeout=10) is True
+    assert processes.ensure_running(service, paths, said.append) == "reused"
+    assert processes.running_pid(paths, "demo") == pid
+    assert processes.stop(paths, "demo", timeout=10) is True
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
     assert not paths.pid_file("demo").exists()
-    assert stack.stop(paths, "demo") is False
+    assert processes.stop(paths, "demo") is False
 
 
 def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
@@ -149,8 +150,8 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
     try:
         record = {"pid": bystander.pid, "create_time": time.time() - 3600, "command": ["old"]}
         paths.pid_file("demo").write_text(json.dumps(record))
-        assert stack.running_pid(paths, "demo") is None
-        assert stack.stop(paths, "demo") is False
+        assert processes.running_pid(paths, "demo") is None
+        assert processes.stop(paths, "demo") is False
         assert bystander.poll() is None, "the unrelated process was signalled"
     finally:
         bystander.kill()
@@ -159,20 +160,20 @@ def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
 
 def test_a_port_taken_by_a_foreign_process_is_refused(tmp_path: Path) -> None:
     port = free_port()
-    foreign = stack.Service(**{**http_service(tmp_path, port).__dict__, "name": "foreign"})
+    foreign = processes.Service(**{**http_service(tmp_path, port).__dict__, "name": "foreign"})
     paths = paths_in(tmp_path)
-    stack.start(foreign, paths)
+    processes.start(foreign, paths)
     try:
-        stack.wait_until_healthy(foreign, paths)
-        with pytest.raises(stack.StackError, match="taken by a process this stack did not start"):
-            stack.ensure_running(http_service(tmp_path, port), paths, print)
+        processes.wait_until_healthy(foreign, paths)
+        with pytest.raises(processes.StackError, match="taken by a process this stack did not start"):
+            processes.ensure_running(http_service(tmp_path, port), paths, print)
     finally:
-        stack.stop(paths, "foreign", timeout=10)
+        processes.stop(paths, "foreign", timeout=10)
 
 
 def test_a_service_that_dies_at_start_reports_its_log(tmp_path: Path) -> None:
     paths = paths_in(tmp_path)
-    broken = stack.Service(
+    broken = processes.Service(
         name="broken",
         command=[sys.executable, "-c", "import sys; print('cannot bind: port in use'); sys.exit(3)"],
         env=dict(os.environ),
@@ -181,5 +182,5 @@ def test_a_service_that_dies_at_start_reports_its_log(tmp_path: Path) -> None:
         start_timeout=30.0,
         cwd=tmp_path,
     )
-    with pytest.raises(stack.StackError, match=r"broken exited during start-up(.|\n)*cannot bind"):
-        stack.ensure_running(broken, paths, print)
+    with pytest.raises(processes.StackError, match=r"broken exited during start-up(.|\n)*cannot bind"):
+        processes.ensure_running(broken, paths, print)
