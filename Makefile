@@ -103,8 +103,8 @@ train: venv check-java pull ## one retraining run: preprocess, train, gate, prom
 serve: venv ## run the FastAPI prediction server
 	"$(LIFEBOAT)" serve
 
-smoke: venv pull ## post ROWS random rows of data/raw/test.csv to the server at URL and check every answer
-	"$(BIN)/python" tests/test_script.py --input data/raw/test.csv --rows $(ROWS) --url $(URL)
+smoke: venv pull ## post ROWS random rows of data/titanic/raw/test.csv to the server at URL and check every answer
+	"$(BIN)/python" tests/test_script.py --input data/titanic/raw/test.csv --rows $(ROWS) --url $(URL)
 
 bench: venv check-java pull ## serving, drift, DAG-run, training-scale and promotion benchmarks: tables printed, JSON in bench-results/ (BENCH_ARGS: serving options)
 	"$(BIN)/python" benchmarks/bench_serving.py $(BENCH_ARGS)

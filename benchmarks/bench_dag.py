@@ -92,8 +92,8 @@ def run(families: list[str] | None, timeout: float) -> dict[str, Any]:
         settings = Settings(
             state_dir=root / "state",
             incoming_dir=root / "incoming",
-            raw_data=REPO_ROOT / "data" / "raw" / "titanic.csv",
-            unlabelled_data=REPO_ROOT / "data" / "raw" / "test.csv",
+            raw_data=REPO_ROOT / "data" / "titanic" / "raw" / "train.csv",
+            unlabelled_data=REPO_ROOT / "data" / "titanic" / "raw" / "test.csv",
             airflow_port=free_port(),
             mlflow_port=free_port(),
             serving_port=free_port(),

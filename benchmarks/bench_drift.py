@@ -36,7 +36,7 @@ from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS, analysis_frame, s
 from lifeboat.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TRAIN_CSV = REPO_ROOT / "data" / "raw" / "titanic.csv"
+TRAIN_CSV = REPO_ROOT / "data" / "titanic" / "raw" / "train.csv"
 DEFAULT_OUTPUT = REPO_ROOT / "bench-results" / "drift.json"
 SIZES = (1_000, 100_000, 1_000_000)
 TARGETS = {100_000: 5.0, 1_000_000: 30.0}

@@ -12,7 +12,8 @@ and writes ``bench-results/promotion.json``. Everything runs on 127.0.0.1 and ev
   server stores and proxies (``mlflow-artifacts:/``), as in ``make run``.
 * **The prediction server.** ``uvicorn --factory serving.app:create_app``, 1 worker, pointed at the MLflow
   server (``bench_serving``'s uvicorn settings and environment).
-* **A round.** A client thread POSTs one Kaggle passenger (``data/raw/test.csv``) to ``/predict`` in a tight
+* **A round.** A client thread POSTs one Kaggle passenger (``data/titanic/raw/test.csv``) to ``/predict``
+  in a tight
   loop for the whole round. t0 is taken just before ``MlflowClient.set_registered_model_alias(model,
   "champion", v)``; the latency is the arrival of the first answer whose ``model_version`` is v, minus t0.
   Rounds alternate between A and B. Before the first round of each mode the benchmark waits until both

@@ -56,8 +56,8 @@ import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-TEST_CSV = REPO_ROOT / "data" / "raw" / "test.csv"
-TRAIN_CSV = REPO_ROOT / "data" / "raw" / "titanic.csv"
+TEST_CSV = REPO_ROOT / "data" / "titanic" / "raw" / "test.csv"
+TRAIN_CSV = REPO_ROOT / "data" / "titanic" / "raw" / "train.csv"
 DEFAULT_STATE = REPO_ROOT / "bench-results" / "state"
 DEFAULT_OUTPUT = REPO_ROOT / "bench-results" / "serving.json"
 HOST = "127.0.0.1"

@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/bench_training.py`` (``make bench-training``;
 ``--sizes 891,100000`` picks the sizes. Prints markdown tables and writes ``bench-results/training.json``;
 each job's own output goes to ``bench-results/training-logs/<rows>-<round>.log``.
 
-**Data.** 891 rows is Kaggle's real ``data/raw/titanic.csv``, unchanged. Larger sizes are drawn from it by
+**Data.** 891 rows is Kaggle's real ``data/titanic/raw/train.csv``, unchanged. Larger sizes are drawn from it
+by
 :func:`synthetic_passengers`:
 
 * rows are drawn uniformly **with replacement** from the 891 real passengers
@@ -60,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TRAIN_CSV = REPO_ROOT / "data" / "raw" / "titanic.csv"
+TRAIN_CSV = REPO_ROOT / "data" / "titanic" / "raw" / "train.csv"
 DEFAULT_OUTPUT = REPO_ROOT / "bench-results" / "training.json"
 DEFAULT_LOGS = REPO_ROOT / "bench-results" / "training-logs"
 SIZES = (891, 100_000, 1_000_000)
@@ -459,7 +460,9 @@ def main(argv: list[str] | None = None) -> int:
             sizes.append(
                 {
                     "rows": rows,
-                    "source": "data/raw/titanic.csv (real)" if csv == TRAIN_CSV else "synthetic_passengers",
+                    "source": "data/titanic/raw/train.csv (real)"
+                    if csv == TRAIN_CSV
+                    else "synthetic_passengers",
                     "csv_bytes": csv.stat().st_size,
                     "rounds": rounds,
                     "median_wall_seconds": median_of(rounds, "wall_seconds"),

@@ -1,6 +1,6 @@
 """spark-submit application: raw passenger CSVs -> validated feature table + deterministic holdout split.
 
-    spark-submit --master local[2] jobs/preprocess.py --output .lifeboat/runs/<run>/preprocess
+    spark-submit --master local[2] jobs/preprocess.py --output .lifeboat/titanic/runs/<run>/preprocess
 
 Exit codes: 0 done; 2 invalid input data (nothing written to --output); 1 any other failure.
 The logic lives in :mod:`lifeboat.training.preprocessing`; this file only parses arguments and runs it.

@@ -1,7 +1,7 @@
 """spark-submit application: fit candidate pipelines, log to MLflow, export + parity-check ONNX, register.
 
-    spark-submit --master local[2] jobs/train.py --input .lifeboat/runs/<run>/preprocess \\
-        --output .lifeboat/runs/<run>/train
+    spark-submit --master local[2] jobs/train.py --input .lifeboat/titanic/runs/<run>/preprocess \\
+        --output .lifeboat/titanic/runs/<run>/train
 
 Exit codes: 0 done; 2 unusable input folder or arguments; 3 the ONNX serving artifact failed the parity check
 (nothing registered); 1 any other failure. The logic lives in :mod:`lifeboat.training.train`.

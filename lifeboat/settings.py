@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +27,13 @@ MIN_CV_SAMPLE_ROWS = 100
 DEFAULT_CV_SAMPLE_ROWS = 50_000
 
 
+#: The dataset of a fresh checkout, and what a dataset's name may be (a folder, a DAG id prefix, a URL part).
+DEFAULT_DATASET = "titanic"
+DATASET_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+#: Registered model names that predate the dataset platform and are kept (the MLflow history lives there).
+LEGACY_MODEL_NAMES = {"titanic": "titanic-survival"}
+
+
 class SettingsError(ValueError):
     """A setting is missing or unacceptable for the chosen environment."""
 
@@ -41,18 +48,24 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "production"] = "development"
 
-    # Paths (relative paths are resolved against the current working directory).
+    # The dataset every command works on (data/<dataset>/, .lifeboat/<dataset>/); --dataset overrides it.
+    dataset: str = Field(DEFAULT_DATASET, pattern=DATASET_NAME_PATTERN)
+
+    # Paths (relative paths are resolved against the current working directory). The data paths default to
+    # the dataset's folders (see _dataset_defaults): data/<dataset>/raw/train.csv, .../raw/test.csv and
+    # data/<dataset>/incoming.
     state_dir: Path = Path(".lifeboat")
-    raw_data: Path = Path("data/raw/titanic.csv")
-    unlabelled_data: Path = Path("data/raw/test.csv")
-    incoming_dir: Path = Path("data/incoming")
+    data_root: Path = Path("data")
+    raw_data: Path = Path(f"data/{DEFAULT_DATASET}/raw/train.csv")
+    unlabelled_data: Path = Path(f"data/{DEFAULT_DATASET}/raw/test.csv")
+    incoming_dir: Path = Path(f"data/{DEFAULT_DATASET}/incoming")
     reports_dir: Path | None = None
 
-    # MLflow
+    # MLflow (defaults per dataset: experiment <dataset>-retrain, model <dataset>; Titanic keeps its names)
     mlflow_tracking_uri: str | None = None
     mlflow_ui_url: str | None = None
-    experiment_name: str = "titanic-retrain"
-    model_name: str = "titanic-survival"
+    experiment_name: str = f"{DEFAULT_DATASET}-retrain"
+    model_name: str = LEGACY_MODEL_NAMES[DEFAULT_DATASET]
 
     # Data split and training
     seed: int = 42
@@ -116,6 +129,21 @@ class Settings(BaseSettings):
     airflow_port: int = 8080
     mlflow_port: int = 5000
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_defaults(cls, values: Any) -> Any:
+        """Fill the per-dataset defaults (data paths, experiment, model name) from ``dataset``."""
+        if not isinstance(values, dict):
+            return values
+        dataset = str(values.get("dataset") or DEFAULT_DATASET)
+        folder = Path(values.get("data_root") or "data") / dataset
+        values.setdefault("raw_data", folder / "raw" / "train.csv")
+        values.setdefault("unlabelled_data", folder / "raw" / "test.csv")
+        values.setdefault("incoming_dir", folder / "incoming")
+        values.setdefault("experiment_name", f"{dataset}-retrain")
+        values.setdefault("model_name", LEGACY_MODEL_NAMES.get(dataset, dataset))
+        return values
+
     @field_validator("cv_sample_rows")
     @classmethod
     def _cv_sample_large_enough(cls, value: int) -> int:
@@ -152,19 +180,24 @@ class Settings(BaseSettings):
         return (self.state_dir / "mlartifacts").resolve()
 
     @property
+    def dataset_state_dir(self) -> Path:
+        """The dataset's own state: ``<state_dir>/<dataset>/`` (runs, drift reports, prediction log)."""
+        return self.state_dir / self.dataset
+
+    @property
     def runs_dir(self) -> Path:
         """Where each retraining run writes its outputs (one folder per run id)."""
-        return self.state_dir / "runs"
+        return self.dataset_state_dir / "runs"
 
     @property
     def prediction_log_path(self) -> Path:
-        """The SQLite file that logs every scored passenger for drift monitoring."""
-        return self.state_dir / "predictions.sqlite"
+        """The SQLite file that logs every scored row for drift monitoring."""
+        return self.dataset_state_dir / "predictions.sqlite"
 
     @property
     def resolved_reports_dir(self) -> Path:
         """Where drift reports (HTML + JSON) are written."""
-        return self.reports_dir if self.reports_dir is not None else self.state_dir / "reports"
+        return self.reports_dir if self.reports_dir is not None else self.dataset_state_dir / "reports"
 
 
 @lru_cache(maxsize=1)

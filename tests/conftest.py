@@ -20,7 +20,7 @@ from tests.support.mlflow_state import mlflow_uris_restored
 pytest_plugins = ["tests.support.serving_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "data" / "raw"
+DATA_DIR = REPO_ROOT / "data" / "titanic" / "raw"
 
 _REQUIRED_ENV = {
     "postgres": "LIFEBOAT_TEST_POSTGRES_URL",
@@ -80,13 +80,13 @@ def settings_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch
 
 @pytest.fixture(scope="session")
 def raw_train_csv() -> Path:
-    """Kaggle's train.csv as shipped in data/raw (891 labelled rows)."""
-    return DATA_DIR / "titanic.csv"
+    """Kaggle's train.csv as shipped in data/titanic/raw (891 labelled rows)."""
+    return DATA_DIR / "train.csv"
 
 
 @pytest.fixture(scope="session")
 def raw_test_csv() -> Path:
-    """Kaggle's test.csv as shipped in data/raw (418 unlabelled rows)."""
+    """Kaggle's test.csv as shipped in data/titanic/raw (418 unlabelled rows)."""
     return DATA_DIR / "test.csv"
 
 

@@ -2,7 +2,8 @@
 
 Usage::
 
-    python tests/test_script.py --input data/raw/test.csv --rows 50 --url http://127.0.0.1:8000 [--seed 1]
+    python tests/test_script.py --input data/titanic/raw/test.csv --rows 50 \
+        --url http://127.0.0.1:8000 [--seed 1]
 
 Each sampled row goes to ``POST <url>/predict`` as JSON (empty cells become null). Every answer must be a 200
 with the contract ``{"survived": 0|1, "probability_survive": float in [0, 1], "drift_alerts": str, ...}`` and

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,8 +28,13 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_BAD_DATA = 2
 
+
+class UnknownDatasetError(ValueError):
+    """``--dataset`` names no dataset folder."""
+
+
 #: Exceptions that mean "the data is wrong" (exit code 2); everything else exits with 1.
-BAD_DATA_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, JobDataError)
+BAD_DATA_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, JobDataError, UnknownDatasetError)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -79,13 +85,18 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every registered subcommand."""
     parser = argparse.ArgumentParser(
         prog="lifeboat",
-        description="Retraining platform for Titanic survival: data, training, registry and serving.",
+        description="Retraining platform: data, training, registry, serving and drift, per dataset.",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
     parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in COMMANDS.values():
         sub = subparsers.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        sub.add_argument(
+            "--dataset",
+            metavar="NAME",
+            help="the dataset to work on: data/NAME/ (default: the LIFEBOAT_DATASET setting, titanic)",
+        )
         for argument in cmd.arguments:
             sub.add_argument(*argument.flags, **argument.options)
         sub.set_defaults(handler=cmd.handler)
@@ -95,6 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
 def _configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def select_dataset(name: str) -> None:
+    """Make ``name`` the dataset of this process and of the processes it starts (``LIFEBOAT_DATASET``).
+
+    The environment variable (not a settings argument) carries the choice, so spark-submit jobs and every
+    ``get_settings()`` call see the same dataset; the settings cache is cleared.
+    """
+    from pydantic import ValidationError
+
+    from lifeboat.settings import Settings, get_settings
+
+    try:
+        settings = Settings(dataset=name)
+    except ValidationError as exc:
+        raise UnknownDatasetError(
+            f"--dataset {name!r}: a dataset name is lowercase letters, digits and _ (starting with a letter)"
+        ) from exc
+    folder = settings.data_root / name
+    if not folder.is_dir():
+        known = sorted(raw.parent.name for raw in settings.data_root.glob("*/raw") if raw.is_dir())
+        raise UnknownDatasetError(
+            f"--dataset {name!r}: no folder {folder} (datasets here: {', '.join(known) or 'none'})"
+        )
+    os.environ["LIFEBOAT_DATASET"] = name
+    get_settings.cache_clear()
 
 
 def print_error(name: str, exc: BaseException) -> None:
@@ -115,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     _configure_logging(args.verbose)
     handler: Handler = args.handler
     try:
+        if args.dataset is not None:
+            select_dataset(args.dataset)
         return handler(args)
     except BAD_DATA_ERRORS as exc:
         if args.traceback:

@@ -1,7 +1,7 @@
 """The DVC data layer: pull and push versioned data, fingerprint a dataset, add new labelled batches.
 
-Training data is the raw CSV (``data/raw/titanic.csv``) followed by every labelled batch in the incoming
-folder (``data/incoming/*.csv``), each tracked by DVC through its own ``.dvc`` pointer file. DVC runs as the
+Training data is the raw CSV (``data/titanic/raw/train.csv``) followed by every labelled batch in the incoming
+folder (``data/titanic/incoming/*.csv``), each tracked by DVC through its own ``.dvc`` pointer file. DVC runs as the
 ``dvc`` executable of this environment in a subprocess, so its own locking, logging and exit codes apply
 unchanged; lifeboat serialises its DVC commands with a file lock in the state folder, because two DVC
 commands at once in one repository fail with a lock error.

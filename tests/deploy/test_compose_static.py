@@ -183,7 +183,11 @@ def test_repository_files_named_in_the_services_exist(compose_project: ComposePr
         for word in words:
             named.update(re.findall(r"/opt/lifeboat/[\w./-]+", word))
     named.update(v for v in image_env.values() if v.startswith("/opt/lifeboat/"))
-    volumes = ("/opt/lifeboat/state", "/opt/lifeboat/data/incoming", "/opt/lifeboat/data/raw/")
+    volumes = (
+        "/opt/lifeboat/state",
+        "/opt/lifeboat/data/titanic/incoming",
+        "/opt/lifeboat/data/titanic/raw/",
+    )
     in_repo = {p for p in named if not p.startswith(volumes)}
     assert "/opt/lifeboat/docker/airflow/init.sh" in in_repo
     assert "/opt/lifeboat/docker/spark/conf" in in_repo
@@ -395,7 +399,10 @@ def test_spark_executors_see_the_paths_of_the_driver(compose_project: ComposePro
     def mounts(name: str) -> dict[str, str | None]:
         return {m.target: m.source for m in compose_project.service(name).volumes}
 
-    shared = {"/opt/lifeboat/state": "lifeboat-state", "/opt/lifeboat/data/incoming": "lifeboat-incoming"}
+    shared = {
+        "/opt/lifeboat/state": "lifeboat-state",
+        "/opt/lifeboat/data/titanic/incoming": "lifeboat-incoming",
+    }
     worker, driver = compose_project.service("spark-worker"), compose_project.service("airflow-scheduler")
     for name in ("spark-worker", "airflow-scheduler", "airflow-worker"):
         assert shared.items() <= mounts(name).items(), name
@@ -591,7 +598,7 @@ def test_dockerignore_keeps_state_and_secrets_out_and_the_bundled_remote_in() ->
         assert ignored(path, patterns), path
     for path in (
         "data/remote",
-        "data/raw/titanic.csv.dvc",
+        "data/titanic/raw/train.csv.dvc",
         ".env.example",
         "jobs",
         "dags",
@@ -599,7 +606,7 @@ def test_dockerignore_keeps_state_and_secrets_out_and_the_bundled_remote_in() ->
         "docker",
     ):
         assert not ignored(path, patterns), path
-    assert ignored("data/raw/titanic.csv", patterns)
+    assert ignored("data/titanic/raw/train.csv", patterns)
 
 
 def test_compose_images_are_pinned(compose_project: ComposeProject) -> None:

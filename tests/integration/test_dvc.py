@@ -66,12 +66,12 @@ def repo(template_repo: Path, tmp_path: Path) -> Path:
 def settings(repo: Path, tmp_path: Path) -> Settings:
     return Settings(
         state_dir=tmp_path / "state",
-        raw_data=repo / "data" / "raw" / "titanic.csv",
-        incoming_dir=repo / "data" / "incoming",
+        raw_data=repo / "data" / "titanic" / "raw" / "train.csv",
+        incoming_dir=repo / "data" / "titanic" / "incoming",
     )
 
 
-def _csv(repo: Path, raw_train_csv: Path, name: str = "data/raw/titanic.csv", rows: int = 30) -> Path:
+def _csv(repo: Path, raw_train_csv: Path, name: str = "data/titanic/raw/train.csv", rows: int = 30) -> Path:
     path = repo / name
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(raw_train_csv.read_text().splitlines(keepends=True)[: rows + 1]))
@@ -91,10 +91,10 @@ def test_add_push_then_pull_restores_the_file_byte_identically(
 
     pointer = data.add_and_push(csv, settings=settings)
 
-    assert pointer == repo / "data" / "raw" / "titanic.csv.dvc"
+    assert pointer == repo / "data" / "titanic" / "raw" / "train.csv.dvc"
     assert data.pointer_md5(csv) == _md5(csv)
     assert _remote_object(repo / "remote", _md5(csv)).read_bytes() == original
-    assert "/titanic.csv" in (csv.parent / ".gitignore").read_text().splitlines()
+    assert "/train.csv" in (csv.parent / ".gitignore").read_text().splitlines()
 
     csv.unlink()
     shutil.rmtree(repo / ".dvc" / "cache")
@@ -118,13 +118,13 @@ def test_pull_of_an_object_missing_from_the_remote_names_the_file(
 
     message = str(caught.value)
     assert "failed to pull" in message
-    assert "data/raw/titanic.csv" in message
+    assert "data/titanic/raw/train.csv" in message
     assert not csv.exists()
 
 
 def test_pull_of_named_targets(repo: Path, settings: Settings, raw_train_csv: Path) -> None:
-    first = _csv(repo, raw_train_csv, "data/raw/titanic.csv", rows=10)
-    second = _csv(repo, raw_train_csv, "data/raw/other.csv", rows=20)
+    first = _csv(repo, raw_train_csv, "data/titanic/raw/train.csv", rows=10)
+    second = _csv(repo, raw_train_csv, "data/titanic/raw/other.csv", rows=20)
     for path in (first, second):
         data.add_and_push(path, settings=settings)
         path.unlink()
@@ -147,7 +147,7 @@ def test_failed_push_undoes_the_add(repo: Path, settings: Settings, raw_train_cs
     assert csv.is_file()
     assert not data.pointer_path(csv).exists()
     gitignore = csv.parent / ".gitignore"
-    assert not gitignore.exists() or "/titanic.csv" not in gitignore.read_text()
+    assert not gitignore.exists() or "/train.csv" not in gitignore.read_text()
 
 
 def test_add_batch_copies_tracks_and_pushes(repo: Path, settings: Settings, raw_train_csv: Path) -> None:
@@ -187,7 +187,7 @@ def test_add_batch_leaves_nothing_behind_when_dvc_fails(
 
 
 def test_concurrent_adds_are_serialised(repo: Path, settings: Settings, raw_train_csv: Path) -> None:
-    paths = [_csv(repo, raw_train_csv, f"data/raw/part-{i}.csv", rows=5 + i) for i in range(3)]
+    paths = [_csv(repo, raw_train_csv, f"data/titanic/raw/part-{i}.csv", rows=5 + i) for i in range(3)]
     errors: list[BaseException] = []
 
     def add(path: Path) -> None:
@@ -212,11 +212,11 @@ def test_a_fresh_clone_of_the_project_layout_pulls_from_the_bundled_remote(tmp_p
     origin = tmp_path / "origin"
     origin.mkdir()
     tracked = [Path(".dvc/config"), Path(".dvc/.gitignore"), Path(".dvcignore")]
-    for folder in ("data/raw", "data/incoming"):
+    for folder in ("data/titanic/raw", "data/titanic/incoming"):
         found = (REPO_ROOT / folder).glob("*")
         tracked += [p.relative_to(REPO_ROOT) for p in found if p.suffix == ".dvc" or p.name == ".gitignore"]
     pointers = [p for p in tracked if p.suffix == ".dvc"]
-    assert Path("data/raw/titanic.csv.dvc") in pointers
+    assert Path("data/titanic/raw/train.csv.dvc") in pointers
     for name in tracked:
         (origin / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO_ROOT / name, origin / name)
@@ -226,11 +226,13 @@ def test_a_fresh_clone_of_the_project_layout_pulls_from_the_bundled_remote(tmp_p
     _run(["git", *GIT_IDENTITY, "commit", "-q", "-m", "layout"], origin)
     clone = tmp_path / "moved" / "clone"
     _run(["git", "clone", "-q", str(origin), str(clone)], tmp_path)
-    assert not (clone / "data" / "raw" / "titanic.csv").exists()
+    assert not (clone / "data" / "titanic" / "raw" / "train.csv").exists()
 
     data.pull(root=clone, settings=Settings(state_dir=tmp_path / "state"))
 
     for pointer in pointers:
         pulled = clone / pointer.with_suffix("")
         assert _md5(pulled) == data.pointer_md5(pulled), pointer
-    assert _md5(clone / "data" / "raw" / "titanic.csv") == _md5(REPO_ROOT / "data" / "raw" / "titanic.csv")
+    assert _md5(clone / "data" / "titanic" / "raw" / "train.csv") == _md5(
+        REPO_ROOT / "data" / "titanic" / "raw" / "train.csv"
+    )

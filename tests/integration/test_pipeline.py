@@ -68,11 +68,11 @@ def versions(env: dict[str, str]) -> list[str]:
 
 
 def first_run(env: dict[str, str]) -> Path:
-    return sorted((Path(env["LIFEBOAT_STATE_DIR"]) / "runs").iterdir())[0]
+    return sorted((Path(env["LIFEBOAT_STATE_DIR"]) / "titanic" / "runs").iterdir())[0]
 
 
 def gate_of(env: dict[str, str], run: str) -> dict[str, object]:
-    return json.loads((Path(env["LIFEBOAT_STATE_DIR"]) / "runs" / run / "gate.json").read_text())
+    return json.loads((Path(env["LIFEBOAT_STATE_DIR"]) / "titanic" / "runs" / run / "gate.json").read_text())
 
 
 def test_first_run_promotes_a_champion(state: dict[str, str]) -> None:
@@ -87,9 +87,9 @@ def test_first_run_promotes_a_champion(state: dict[str, str]) -> None:
 
 def test_corrupt_batch_fails_before_anything_is_registered(state: dict[str, str]) -> None:
     before = versions(state)
-    runs_before = set((Path(state["LIFEBOAT_STATE_DIR"]) / "runs").iterdir())
+    runs_before = set((Path(state["LIFEBOAT_STATE_DIR"]) / "titanic" / "runs").iterdir())
     bad = Path(state["LIFEBOAT_INCOMING_DIR"]) / "batch-bad.csv"
-    train = (REPO_ROOT / "data" / "raw" / "titanic.csv").read_text().splitlines()
+    train = (REPO_ROOT / "data" / "titanic" / "raw" / "train.csv").read_text().splitlines()
     rows = [line.replace(",male,", ",robot,", 1) if i == 1 else line for i, line in enumerate(train[:10])]
     bad.write_text("\n".join(rows) + "\n")
     try:
@@ -101,7 +101,7 @@ def test_corrupt_batch_fails_before_anything_is_registered(state: dict[str, str]
     assert "row 1, column 'Sex'" in result.stderr
     assert versions(state) == before
     assert aliases(state)["champion"] == "1"
-    new_runs = set((Path(state["LIFEBOAT_STATE_DIR"]) / "runs").iterdir()) - runs_before
+    new_runs = set((Path(state["LIFEBOAT_STATE_DIR"]) / "titanic" / "runs").iterdir()) - runs_before
     for run in new_runs:
         assert not (run / "preprocess").exists(), f"half-written output left in {run}"
 
@@ -128,7 +128,9 @@ def test_rollback_needs_a_previous_champion(state: dict[str, str]) -> None:
 
 def test_thresholds_come_from_settings_and_rollback_restores(state: dict[str, str]) -> None:
     runs = sorted(
-        p for p in (Path(state["LIFEBOAT_STATE_DIR"]) / "runs").iterdir() if (p / "gate.json").exists()
+        p
+        for p in (Path(state["LIFEBOAT_STATE_DIR"]) / "titanic" / "runs").iterdir()
+        if (p / "gate.json").exists()
     )
     second = next(r for r in runs if json.loads((r / "gate.json").read_text())["version"] == "2")
     lenient = {**state, "LIFEBOAT_GATE_MIN_IMPROVEMENT": "-1"}

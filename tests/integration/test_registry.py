@@ -1,7 +1,8 @@
 """Promotion gate, promotion and rollback against a real MLflow registry on SQLite.
 
 The versions are real ONNX models (tests/support/models.py) of controlled quality, fitted on the rows of
-data/raw/titanic.csv whose PassengerId is not a multiple of 5; the holdout is the other rows. On that split:
+data/titanic/raw/train.csv whose PassengerId is not a multiple of 5; the holdout is the other rows. On that
+split:
 noise 0 ("good") has ROC-AUC ~0.844, noise 0.5 ("medium") ~0.830 (above the floors, 0.0145 below good),
 noise 0.9 ("bad") ~0.56 (below the floors).
 

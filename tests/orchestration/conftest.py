@@ -95,8 +95,8 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
     settings = Settings(
         state_dir=root / "state",
         incoming_dir=incoming,
-        raw_data=REPO_ROOT / "data" / "raw" / "titanic.csv",
-        unlabelled_data=REPO_ROOT / "data" / "raw" / "test.csv",
+        raw_data=REPO_ROOT / "data" / "titanic" / "raw" / "train.csv",
+        unlabelled_data=REPO_ROOT / "data" / "titanic" / "raw" / "test.csv",
         airflow_port=free_port(),
         mlflow_port=free_port(),
         serving_port=free_port(),

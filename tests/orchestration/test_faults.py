@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import time
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -104,7 +103,7 @@ def test_a_killed_spark_job_fails_the_run_and_leaves_nothing_behind(
     assert run["state"] == "failed"
     assert tasks["preprocess"].state == "failed"
     assert tasks["train"].state == "upstream_failed"
-    run_dir = Path(live_stack.settings.state_dir) / "runs" / folder
+    run_dir = live_stack.settings.runs_dir / folder
     assert not (run_dir / "preprocess").exists(), "a killed job left a visible (partial) output folder"
     assert live_stack.champion() == before
     assert live_stack.served_version() == served

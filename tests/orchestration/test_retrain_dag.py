@@ -169,7 +169,7 @@ def test_a_corrupt_batch_fails_at_validate_data_and_nothing_changes(
 ) -> None:
     before = live_stack.champion()
     batch = live_stack.incoming / "batch_corrupt.csv"
-    write_corrupt_batch(REPO_ROOT / "data" / "raw" / "titanic.csv", batch, bad_row=4)
+    write_corrupt_batch(REPO_ROOT / "data" / "titanic" / "raw" / "train.csv", batch, bad_row=4)
     try:
         run = live_stack.trigger_and_wait(RETRAIN, {"retrain_without_changes": True})
     finally:

@@ -152,7 +152,7 @@ def reports_settings(module_dirs: dict[str, Path], train_frame: pd.DataFrame) ->
         settings.resolved_reports_dir,
         "real-drift",
         settings,
-        current_source="data/incoming/batch-age.csv",
+        current_source="data/titanic/incoming/batch-age.csv",
         created_at=base + timedelta(hours=2),
     )
     for name, hours, source in (("oldest", 1, "requests: last 10"), ("newest", 3, HOSTILE_SOURCE)):
@@ -200,7 +200,7 @@ def test_drift_list_is_newest_first_with_verdicts(reports_settings: Settings) ->
     summary = json.loads((reports_settings.resolved_reports_dir / "real-drift.json").read_text())
     assert "Age" in summary["drifted_columns"]  # Age moved by 15 years
     assert real[3] == f"{summary['share_drifted']:.0%} ({', '.join(summary['drifted_columns'])})"
-    assert real[4:] == ["data/incoming/batch-age.csv", str(BATCH_ROWS), "891"]
+    assert real[4:] == ["data/titanic/incoming/batch-age.csv", str(BATCH_ROWS), "891"]
     assert by_name["oldest"][2:] == ["not enough data", "no test run", "requests: last 10", "10", "891"]
     # The hostile source text is shown as text, never as markup.
     assert by_name["newest"][4] == HOSTILE_SOURCE

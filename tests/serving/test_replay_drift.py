@@ -78,7 +78,9 @@ def test_too_few_requests_is_not_enough_data(server: LiveServer) -> None:
 
 def test_replayed_undrifted_traffic_is_not_flagged(server: LiveServer) -> None:
     # Traffic drawn from the training passengers themselves (labels dropped): nothing changed.
-    result = lifeboat(server, "replay", "--input", "data/raw/titanic.csv", "--rows", "450", "--seed", "2")
+    result = lifeboat(
+        server, "replay", "--input", "data/titanic/raw/train.csv", "--rows", "450", "--seed", "2"
+    )
     assert result.returncode == 0, result.stderr
     assert wait_for_log_rows(server.settings.prediction_log_path, 500) >= 500
     result = lifeboat(server, "drift", "--current", "requests", "--last-n", "450", "--name", "calm")

@@ -63,7 +63,7 @@ def run_smoke_client(url: str, rows: int, seed: int = 3) -> subprocess.Completed
             sys.executable,
             "tests/test_script.py",
             "--input",
-            "data/raw/test.csv",
+            "data/titanic/raw/test.csv",
             "--rows",
             str(rows),
             "--url",

@@ -23,7 +23,7 @@ def context() -> dict[str, object]:
         try_number=2,
         log_url="http://airflow/log",
     )
-    return {"task_instance": ti, "exception": ValueError("data/incoming/b.csv row 4, column Age: -3")}
+    return {"task_instance": ti, "exception": ValueError("data/titanic/incoming/b.csv row 4, column Age: -3")}
 
 
 def test_failure_details_and_text() -> None:

@@ -163,3 +163,47 @@ def test_console_script_exit_code(bad_csv: Path) -> None:
     )
     assert done.returncode == 2
     assert "row 2" in done.stderr
+
+
+def test_every_subcommand_takes_dataset() -> None:
+    parser = cli.build_parser()
+    for name in cli.COMMANDS:
+        args = parser.parse_args([name, "--dataset", "titanic", *_required_arguments(name)])
+        assert args.dataset == "titanic", name
+
+
+def _required_arguments(name: str) -> list[str]:
+    """Placeholder values for a subcommand's required arguments (parsing only, nothing runs)."""
+    values: list[str] = []
+    for argument in cli.COMMANDS[name].arguments:
+        if argument.options.get("required"):
+            values += [argument.flags[0], "x"]
+        elif not argument.flags[0].startswith("-"):
+            values.append("x")
+    return values
+
+
+def test_dataset_selects_the_dataset_of_the_command_and_its_children(
+    settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings_env.delenv("LIFEBOAT_DATASET", raising=False)
+    settings_env.setenv("LIFEBOAT_DATASET", "titanic")  # restored by monkeypatch after the test
+    assert cli.main(["fingerprint", "--dataset", "titanic"]) == cli.EXIT_OK
+    assert "data/titanic/raw/train.csv" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("atlantis", "--dataset 'atlantis': no folder data/atlantis (datasets here: "),
+        ("Bad Name", "--dataset 'Bad Name': a dataset name is lowercase letters"),
+    ],
+)
+def test_an_unknown_dataset_is_bad_input_named_in_one_line(
+    settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, message: str
+) -> None:
+    settings_env.setenv("LIFEBOAT_DATASET", "titanic")
+    assert cli.main(["fingerprint", "--dataset", name]) == cli.EXIT_BAD_DATA
+    err = capsys.readouterr().err
+    assert f"lifeboat fingerprint: error: {message}" in err
+    assert err.count("\n") == 1

@@ -67,7 +67,7 @@ def test_fingerprint_md5_equals_the_dvc_pointer(raw_train_csv: Path, raw_test_cs
     result = data.fingerprint([raw_train_csv, raw_test_csv])
 
     train, test = result.files
-    assert train.md5 == _recorded_md5(raw_train_csv.with_name("titanic.csv.dvc"))
+    assert train.md5 == _recorded_md5(raw_train_csv.with_name("train.csv.dvc"))
     assert test.md5 == _recorded_md5(raw_test_csv.with_name("test.csv.dvc"))
     assert train.md5 == hashlib.md5(raw_train_csv.read_bytes()).hexdigest()
     assert train.matches_pointer is True

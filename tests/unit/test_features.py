@@ -27,7 +27,7 @@ pytestmark = pytest.mark.unit
 
 @pytest.fixture(scope="module")
 def train() -> pd.DataFrame:
-    return pd.read_csv(Path(__file__).resolve().parents[2] / "data" / "raw" / "titanic.csv")
+    return pd.read_csv(Path(__file__).resolve().parents[2] / "data" / "titanic" / "raw" / "train.csv")
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +214,7 @@ def _both_paths(
 def test_row_by_row_encoding_is_bit_identical_to_the_column_wise_one(
     spec: FeatureSpec, train: pd.DataFrame
 ) -> None:
-    test = pd.read_csv(Path(__file__).resolve().parents[2] / "data" / "raw" / "test.csv")
+    test = pd.read_csv(Path(__file__).resolve().parents[2] / "data" / "titanic" / "raw" / "test.csv")
     for frame in (train, test):
         rows, columns = _both_paths(frame, spec)
         assert rows is not None

@@ -117,3 +117,12 @@ def test_importing_the_server_loads_neither_pyspark_nor_airflow() -> None:
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == ""
+
+
+#: "No module over about 500 lines" (README, "Layout"): the limit leaves a little room, never a second job.
+MAX_MODULE_LINES = 550
+
+
+def test_no_module_of_the_package_is_over_about_500_lines() -> None:
+    sizes = {str(path.relative_to(REPO)): len(path.read_text().splitlines()) for path in _modules("lifeboat")}
+    assert {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}

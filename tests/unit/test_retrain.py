@@ -137,7 +137,7 @@ def test_plan_spark_jobs(tmp_path: Path) -> None:
     plan = retrain.plan_spark_jobs(settings, "manual__2026-01-01T00:00:00+00:00", params)
     run_dir = Path(plan["run_dir"])
     assert run_dir.is_dir()
-    assert run_dir.parent == (tmp_path / "state" / "runs").resolve()
+    assert run_dir.parent == (tmp_path / "state" / "titanic" / "runs").resolve()
     assert plan["preprocess_args"][plan["preprocess_args"].index("--output") + 1] == str(
         run_dir / "preprocess"
     )

@@ -78,3 +78,41 @@ def test_bad_values_are_refused(settings_env: pytest.MonkeyPatch) -> None:
     settings_env.setenv("LIFEBOAT_HOLDOUT_PERCENT", "90")
     with pytest.raises(ValidationError, match="holdout_percent"):
         Settings()
+
+
+def test_titanic_is_the_default_dataset_and_keeps_its_names(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.delenv("LIFEBOAT_DATASET", raising=False)
+    settings = get_settings()
+    assert settings.dataset == "titanic"
+    assert settings.raw_data == Path("data/titanic/raw/train.csv")
+    assert settings.unlabelled_data == Path("data/titanic/raw/test.csv")
+    assert settings.incoming_dir == Path("data/titanic/incoming")
+    assert (settings.experiment_name, settings.model_name) == ("titanic-retrain", "titanic-survival")
+    assert settings.runs_dir == settings.state_dir / "titanic" / "runs"
+    assert settings.prediction_log_path == settings.state_dir / "titanic" / "predictions.sqlite"
+    assert settings.resolved_reports_dir == settings.state_dir / "titanic" / "reports"
+
+
+def test_another_dataset_gets_its_own_folders_experiment_and_model(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("LIFEBOAT_DATASET", "adult")
+    settings = get_settings()
+    assert settings.raw_data == Path("data/adult/raw/train.csv")
+    assert settings.incoming_dir == Path("data/adult/incoming")
+    assert (settings.experiment_name, settings.model_name) == ("adult-retrain", "adult")
+    assert settings.runs_dir == settings.state_dir / "adult" / "runs"
+
+
+def test_explicit_paths_and_names_win_over_the_dataset_defaults(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("LIFEBOAT_DATASET", "adult")
+    settings_env.setenv("LIFEBOAT_RAW_DATA", "/srv/census.csv")
+    settings_env.setenv("LIFEBOAT_MODEL_NAME", "census-income")
+    settings = get_settings()
+    assert settings.raw_data == Path("/srv/census.csv")
+    assert settings.model_name == "census-income"
+    assert settings.incoming_dir == Path("data/adult/incoming")
+
+
+@pytest.mark.parametrize("name", ["Titanic", "my dataset", "../etc", "1st", ""])
+def test_a_dataset_name_must_be_a_plain_lowercase_identifier(name: str) -> None:
+    with pytest.raises(ValidationError, match="dataset"):
+        Settings(dataset=name)
