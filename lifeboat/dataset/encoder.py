@@ -1,0 +1,374 @@
+"""THE encoder of a dataset spec: fitted once on the training rows, run by Spark and by serving alike.
+
+:func:`fit` learns the statistics the spec asks for (group medians, fill values, one-hot vocabularies, the
+training ranges and categories of the drift alerts); :func:`encode` turns raw rows into the model input
+matrix (float32, columns :attr:`FittedEncoder.feature_names`). Training calls it inside Spark
+(``mapInPandas``) and serving on the request's rows: one code path, column-wise (see
+:mod:`lifeboat.dataset.transforms`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from lifeboat.dataset import transforms as T
+from lifeboat.dataset.alerts import row_alerts
+from lifeboat.dataset.models import (
+    NUMBER_TYPES,
+    Bucket,
+    Clip,
+    DatasetSpec,
+    Derive,
+    Feature,
+    GroupImpute,
+    Indicator,
+    Log1p,
+    MissingIndicator,
+    Product,
+    Ratio,
+    RegexExtract,
+    Sum,
+    TokenCount,
+)
+from lifeboat.dataset.spec import DatasetSpecError, DeriveFunction, load_derive_function, parse_spec
+
+logger = logging.getLogger(__name__)
+
+#: Version of the encoding; bump it whenever :func:`encode` changes meaning, so old encoders are refused.
+ENCODING_VERSION = 1
+
+#: Raw rows: a pandas DataFrame, a mapping of column name to equal-length sequences, or a list of records.
+Rows = pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+
+
+class EncoderError(ValueError):
+    """A fitted encoder is unreadable, of another encoding version, or fitted for another spec."""
+
+
+class FittedStatistics(BaseModel):
+    """What :func:`fit` learned from the training rows (all keyed by step, feature or column name)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: int
+    group_tables: dict[str, dict[str, float]] = {}
+    group_overall: dict[str, float] = {}
+    fills: dict[str, float] = {}
+    modes: dict[str, str | None] = {}
+    vocabularies: dict[str, list[str]] = {}
+    ranges: dict[str, tuple[float, float]] = {}
+    categories: dict[str, list[str]] = {}
+
+
+@dataclass(frozen=True)
+class FittedEncoder:
+    """A spec plus the statistics fitted on its training rows: everything needed to encode like training."""
+
+    spec: DatasetSpec
+    statistics: FittedStatistics
+    feature_names: tuple[str, ...]
+    encoding_version: int = ENCODING_VERSION
+    _plan: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def fingerprint(self) -> str:
+        """The fingerprint of the spec this encoder was fitted for."""
+        return self.spec.fingerprint()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (embeds the spec and its fingerprint)."""
+        return {
+            "encoding_version": self.encoding_version,
+            "spec_fingerprint": self.fingerprint,
+            "spec": self.spec.model_dump(mode="json", by_alias=True),
+            "feature_names": list(self.feature_names),
+            "statistics": self.statistics.model_dump(mode="json"),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], expected_fingerprint: str | None = None) -> FittedEncoder:
+        """Inverse of :meth:`to_dict`; refuses another encoding version or (when given) another spec."""
+        try:
+            version = int(data["encoding_version"])
+            if version != ENCODING_VERSION:
+                raise EncoderError(
+                    f"encoder has encoding version {version}; this code encodes version {ENCODING_VERSION}"
+                )
+            spec = parse_spec(data["spec"], file="<fitted encoder>")
+            stored = str(data["spec_fingerprint"])
+            if spec.fingerprint() != stored:
+                raise EncoderError(f"encoder's embedded spec does not match its fingerprint {stored[:12]}")
+            if expected_fingerprint is not None and stored != expected_fingerprint:
+                raise EncoderError(
+                    f"encoder was fitted for spec {stored[:12]}, not for spec {expected_fingerprint[:12]}"
+                )
+            return cls(
+                spec=spec,
+                statistics=FittedStatistics.model_validate(data["statistics"]),
+                feature_names=tuple(data["feature_names"]),
+                encoding_version=version,
+            )
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            if isinstance(exc, EncoderError):
+                raise
+            raise EncoderError(f"malformed fitted encoder: {exc}") from exc
+
+    def save(self, path: Path) -> None:
+        """Write the encoder as JSON."""
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True))
+
+    @classmethod
+    def load(cls, path: Path, spec: DatasetSpec | None = None) -> FittedEncoder:
+        """Read an encoder written by :meth:`save`; with ``spec``, refuse one fitted for another spec."""
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise EncoderError(f"cannot read fitted encoder {path}: {exc}") from exc
+        return cls.from_dict(data, expected_fingerprint=spec.fingerprint() if spec is not None else None)
+
+
+# --- reading raw rows ---------------------------------------------------------------------------------
+
+
+def _as_columns(rows: Rows) -> tuple[Mapping[str, Any], int]:
+    if isinstance(rows, pd.DataFrame):
+        return rows, len(rows)
+    if isinstance(rows, Mapping):
+        lengths = {len(v) for v in rows.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"columns of different lengths: {sorted(lengths)}")
+        return rows, lengths.pop() if lengths else 0
+    records = list(rows)
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    return {name: [r.get(name) for r in records] for name in names}, len(records)
+
+
+def _read(spec: DatasetSpec, rows: Rows) -> tuple[dict[str, T.Values], int]:
+    columns, n = _as_columns(rows)
+    out: dict[str, T.Values] = {}
+    for column in spec.columns:
+        if column.role != "feature":
+            continue
+        values = columns[column.name] if column.name in columns else None
+        if column.type in NUMBER_TYPES:
+            out[column.name] = T.read_numbers(values, n)
+        else:
+            out[column.name] = T.read_text(values, n)
+    return out, n
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+@cache
+def _hook(path: str) -> DeriveFunction:
+    return load_derive_function(path)
+
+
+# --- the pipeline: derived columns, then the matrix ---------------------------------------------------
+
+
+def _integral(spec: DatasetSpec, column: str) -> bool:
+    return spec.column_types().get(column) in NUMBER_TYPES
+
+
+def _derive(spec: DatasetSpec, stats: FittedStatistics, cols: dict[str, T.Values], n: int, learn: bool) -> None:
+    """Add every derived column to ``cols`` in spec order (learning group statistics first when fitting)."""
+    for step in spec.derived:
+        if isinstance(step, Derive):
+            cols.update(_run_hook(step, cols, n))
+            continue
+        name = step.name
+        if isinstance(step, MissingIndicator):
+            cols[name] = T.indicator(T.is_missing(cols[step.column]))
+        elif isinstance(step, Indicator):
+            cols[name] = T.indicator(T.when_mask(cols, step.when, n))
+        elif isinstance(step, Ratio):
+            cols[name] = T.ratio(_num(cols, step.numerator), _num(cols, step.denominator))
+        elif isinstance(step, Sum):
+            cols[name] = T.total([_num(cols, c) for c in step.columns], step.constant)
+        elif isinstance(step, Product):
+            cols[name] = T.product([_num(cols, c) for c in step.columns])
+        elif isinstance(step, Log1p):
+            cols[name] = T.log1p(_num(cols, step.column))
+        elif isinstance(step, Clip):
+            cols[name] = T.clip(_num(cols, step.column), step.min, step.max)
+        elif isinstance(step, Bucket):
+            cols[name] = T.bucket(_num(cols, step.column), step.boundaries)
+        elif isinstance(step, TokenCount):
+            cols[name] = T.token_count(_text(cols, step.column), step.separator)
+        elif isinstance(step, RegexExtract):
+            found = T.regex_extract(
+                _text(cols, step.column), _compiled(step.pattern), step.group, step.mapping, step.unmapped
+            )
+            cols[name] = T.apply_rules(found, cols, step.fallback)
+        elif isinstance(step, GroupImpute):
+            values = _num(cols, step.column)
+            keys = T.category_keys(cols[step.by])
+            if learn:
+                groups = _vocabulary_of(spec, step.by)
+                table, overall = T.group_statistic(values, keys, groups, step.statistic)
+                stats.group_tables[name] = table
+                stats.group_overall[name] = step.default if overall is None else overall
+            cols[name] = T.group_fill(values, keys, stats.group_tables[name], stats.group_overall[name])
+
+
+def _num(cols: Mapping[str, T.Values], name: str) -> np.ndarray:
+    values = cols[name]
+    assert isinstance(values, np.ndarray), name  # checked by the spec's type rules
+    return values
+
+
+def _text(cols: Mapping[str, T.Values], name: str) -> T.Text:
+    values = cols[name]
+    return T.category_keys(values) if isinstance(values, np.ndarray) else values
+
+
+def _run_hook(step: Derive, cols: dict[str, T.Values], n: int) -> dict[str, T.Values]:
+    result = _hook(step.derive.function)(dict(cols))
+    out: dict[str, T.Values] = {}
+    for name, kind in step.derive.outputs.items():
+        if name not in result:
+            raise DatasetSpecError("<derive>", step.derive.function, f"did not return the output {name!r}")
+        values = result[name]
+        out[name] = T.read_numbers(values, n) if kind in NUMBER_TYPES else T.read_text(values, n)
+        if len(out[name]) != n:
+            raise DatasetSpecError("<derive>", step.derive.function, f"{name!r} has {len(out[name])} rows, not {n}")
+    return out
+
+
+def _vocabulary_of(spec: DatasetSpec, name: str) -> list[str] | None:
+    """The declared vocabulary of a raw or regex-derived column, as category keys."""
+    column = spec.columns_by_name.get(name)
+    if column is not None:
+        return column.vocabulary_keys
+    for step in spec.derived:
+        if isinstance(step, RegexExtract) and step.name == name:
+            return step.vocabulary
+    return None
+
+
+def _onehot_setup(
+    spec: DatasetSpec, stats: FittedStatistics, feature: Feature, keys: T.Text, learn: bool
+) -> tuple[list[str], int]:
+    """The vocabulary of a one-hot feature and the code of unknown or missing values (-1 = none)."""
+    name = feature.name or feature.prefix or feature.column
+    if learn:
+        declared = (
+            [str(v) for v in feature.values] if feature.values is not None else _vocabulary_of(spec, feature.column)
+        )
+        stats.vocabularies[name] = (
+            declared if declared is not None else sorted({k for k in keys if k is not None})
+        )
+        if feature.unknown == "most_frequent":
+            found = T.mode(keys)
+            stats.modes[name] = found if found is not None else feature.default
+    vocabulary = stats.vocabularies[name]
+    if feature.unknown == "other":
+        return vocabulary, len(vocabulary)
+    if feature.unknown == "most_frequent":
+        mode = stats.modes.get(name)
+        return vocabulary, vocabulary.index(mode) if mode in vocabulary else -1
+    return vocabulary, -1
+
+
+def _assemble(
+    spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, T.Values], n: int, learn: bool
+) -> tuple[np.ndarray, list[str]]:
+    """The float32 model input matrix and its column names."""
+    blocks: list[np.ndarray] = []
+    names: list[str] = []
+    for feature in spec.features:
+        if feature.encoding == "onehot":
+            keys = _text(cols, feature.column)
+            vocabulary, unknown_code = _onehot_setup(spec, stats, feature, keys, learn)
+            width = len(vocabulary) + (feature.unknown == "other")
+            blocks.append(T.onehot(keys, vocabulary, unknown_code, width))
+            prefix = feature.prefix or feature.name or feature.column
+            names.extend(f"{prefix}_{v}" for v in vocabulary)
+            if feature.unknown == "other":
+                names.append(f"{prefix}_other")
+            continue
+        values = _num(cols, feature.column)
+        name = feature.name or feature.column
+        if feature.impute != "none":
+            if learn:
+                stats.fills[name] = _fill_value(feature, values)
+            values = np.where(np.isnan(values), stats.fills[name], values)
+        blocks.append(values[:, None])
+        names.append(name)
+    matrix = np.empty((n, sum(b.shape[1] for b in blocks)), dtype=np.float32)
+    j = 0
+    for block in blocks:
+        matrix[:, j : j + block.shape[1]] = block
+        j += block.shape[1]
+    return matrix, names
+
+
+def _fill_value(feature: Feature, values: np.ndarray) -> float:
+    if feature.impute == "constant":
+        assert feature.fill_value is not None
+        return feature.fill_value
+    present = pd.Series(values).dropna()
+    if present.empty:
+        return feature.fill_value if feature.fill_value is not None else 0.0
+    return float(present.median() if feature.impute == "median" else present.mean())
+
+
+def _reference(spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, T.Values]) -> None:
+    """Training ranges and categories of the columns the drift alerts check."""
+    for name in spec.alert_ranges:
+        values = _num(cols, name)
+        if (~np.isnan(values)).any():
+            stats.ranges[name] = (float(np.nanmin(values)), float(np.nanmax(values)))
+    for name in spec.alert_categories:
+        stats.categories[name] = sorted({k for k in _text(cols, name) if k is not None})
+
+
+# --- public API ---------------------------------------------------------------------------------------
+
+
+def fit(spec: DatasetSpec, train: Rows) -> FittedEncoder:
+    """Learn the spec's statistics from the (validated, raw) training rows."""
+    cols, n = _read(spec, train)
+    if n == 0:
+        raise ValueError("cannot fit an encoder on zero training rows")
+    stats = FittedStatistics(rows=n)
+    _derive(spec, stats, cols, n, learn=True)
+    _, names = _assemble(spec, stats, cols, n, learn=True)
+    _reference(spec, stats, cols)
+    logger.info("fitted encoder of %s on %d rows: %d features", spec.name, n, len(names))
+    return FittedEncoder(spec=spec, statistics=stats, feature_names=tuple(names))
+
+
+def _run(fitted: FittedEncoder, rows: Rows) -> tuple[dict[str, T.Values], int, np.ndarray]:
+    cols, n = _read(fitted.spec, rows)
+    _derive(fitted.spec, fitted.statistics, cols, n, learn=False)
+    matrix, _ = _assemble(fitted.spec, fitted.statistics, cols, n, learn=False)
+    return cols, n, matrix
+
+
+def encode(fitted: FittedEncoder, rows: Rows) -> np.ndarray:
+    """Raw rows -> the model input matrix (float32, one column per ``fitted.feature_names``)."""
+    return _run(fitted, rows)[2]
+
+
+def encode_with_alerts(fitted: FittedEncoder, rows: Rows) -> tuple[np.ndarray, list[str]]:
+    """:func:`encode` plus one drift sentence per row (``NO_DRIFT`` when nothing is off)."""
+    cols, n, matrix = _run(fitted, rows)
+    return matrix, row_alerts(fitted.spec, fitted.statistics, cols, n)
