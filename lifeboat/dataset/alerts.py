@@ -9,7 +9,6 @@ Rows are checked in bulk; only flagged rows get a sentence written.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from lifeboat.dataset import transforms as T
-from lifeboat.dataset.models import DatasetSpec, GroupImpute, RegexExtract
+from lifeboat.dataset.models import NUMBER_TYPES, DatasetSpec, GroupImpute, RegexExtract
 
 if TYPE_CHECKING:
     from lifeboat.dataset.encoder import FittedStatistics
@@ -60,66 +59,110 @@ def _span(lo_hi: tuple[float, float] | None) -> str:
     return f"{fmt(lo_hi[0])}–{fmt(lo_hi[1])}" if lo_hi is not None else "unknown"
 
 
-def _value(imputer: _Imputer, cols: Mapping[str, T.Values], i: int) -> Any:
-    value = cols[imputer.output][i] if imputer.output is not None else imputer.constant
-    if isinstance(value, float | np.floating):
-        return fmt(float(value))
-    return value
+#: Up to this many rows, every row's sentence is written without the bulk pre-check (cheaper).
+ROW_BY_ROW = 16
 
 
-def row_alerts(
-    spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, T.Values], n: int
-) -> list[str]:
-    """The drift sentence of every row (``NO_DRIFT`` when nothing is off)."""
-    ranges = [c for c in spec.alert_ranges if c in stats.ranges]
+@dataclass(frozen=True)
+class AlertPlan:
+    """The checks of a fitted spec, resolved once: ranges, categories and late missing-value sentences."""
+
+    ranges: tuple[tuple[str, float, float, str, _Imputer | None], ...]
+    categories: tuple[tuple[str, bool, list[str], frozenset[str]], ...]
+    late: tuple[tuple[str, _Imputer], ...]
+    numeric: frozenset[str]
+    ranges_text: dict[str, str]
+
+    @property
+    def columns(self) -> set[str]:
+        """Every column a sentence reads."""
+        names = {c for c, *_ in self.ranges} | {c for c, *_ in self.categories} | {c for c, _ in self.late}
+        for imputer in [i for *_, i in self.ranges if i is not None] + [i for _, i in self.late]:
+            names.update(n for n in (imputer.output, imputer.by) if n is not None)
+        return names
+
+
+def compile_alerts(spec: DatasetSpec, stats: FittedStatistics) -> AlertPlan:
+    """Resolve the spec's alert settings against the fitted statistics."""
     by_column = imputers(spec, stats)
-    missing_order = spec.alerts.missing if spec.alerts.missing is not None else list(by_column)
-    late_missing = [c for c in missing_order if c in by_column and c not in spec.alert_ranges]
-    flagged = np.zeros(n, dtype=bool)
-    out_of_range: dict[str, np.ndarray] = {}
-    for column in ranges:
-        values = T.read_numbers(cols[column], n) if not isinstance(cols[column], np.ndarray) else cols[column]
-        lo, hi = stats.ranges[column]
-        out_of_range[column] = (values < lo) | (values > hi)
-        flagged |= out_of_range[column]
-        if column in by_column:
-            flagged |= np.isnan(values)
-    keys: dict[str, T.Text] = {}
-    for column in spec.alert_categories:
-        keys[column] = T.category_keys(cols[column])
-        seen = set(stats.categories.get(column, ()))
-        flagged |= np.fromiter((k is not None and k not in seen for k in keys[column]), dtype=bool, count=n)
-    for column in late_missing:
-        flagged |= T.is_missing(cols[column])
-    sentences = [NO_DRIFT] * n
-    for i in np.flatnonzero(flagged).tolist():
-        parts: list[str] = []
-        for column in ranges:
-            value = float(cols[column][i])  # type: ignore[arg-type]
-            if math.isnan(value):
-                if column in by_column:
-                    parts.append(_missing_sentence(by_column[column], stats, cols, i))
-            elif out_of_range[column][i]:
-                parts.append(f"{column} {fmt(value)} is outside the training range {_span(stats.ranges[column])}")
-        for column, column_keys in keys.items():
-            key = column_keys[i]
-            seen_list = stats.categories.get(column, [])
-            if key is not None and key not in seen_list:
-                parts.append(f"{column} {key!r} was never seen in training (seen: {', '.join(seen_list)})")
-        for column in late_missing:
-            if cols[column][i] is None or (isinstance(cols[column], np.ndarray) and np.isnan(cols[column][i])):
-                parts.append(_missing_sentence(by_column[column], stats, cols, i))
-        sentences[i] = "; ".join(parts) if parts else NO_DRIFT
-    return sentences
-
-
-def _missing_sentence(
-    imputer: _Imputer, stats: FittedStatistics, cols: Mapping[str, T.Values], i: int
-) -> str:
-    group = T.category_keys(T.take(cols[imputer.by], [i]))[0] if imputer.by is not None else None
-    return imputer.template.format(
-        column=imputer.column,
-        value=_value(imputer, cols, i),
-        group=group,
-        range=_span(stats.ranges.get(imputer.column)),
+    types = spec.column_types()
+    ranges = tuple(
+        (c, *stats.ranges[c], _span(stats.ranges[c]), by_column.get(c))
+        for c in spec.alert_ranges
+        if c in stats.ranges
     )
+    categories = tuple(
+        (c, types[c] in NUMBER_TYPES, stats.categories.get(c, []), frozenset(stats.categories.get(c, [])))
+        for c in spec.alert_categories
+    )
+    order = spec.alerts.missing if spec.alerts.missing is not None else list(by_column)
+    late = tuple((c, by_column[c]) for c in order if c in by_column and c not in spec.alert_ranges)
+    numeric = frozenset(c for c, t in types.items() if t in NUMBER_TYPES)
+    ranges_text = {c: _span(stats.ranges.get(c)) for c in types}
+    return AlertPlan(ranges, categories, late, numeric, ranges_text)
+
+
+def _key(plan: AlertPlan, column: str, value: Any) -> str | None:
+    if column not in plan.numeric:
+        return value  # type: ignore[no-any-return]
+    return None if value != value else T.integer_key(value)
+
+
+def _missing_sentence(plan: AlertPlan, imputer: _Imputer, row: Mapping[str, Any]) -> str:
+    value = row[imputer.output] if imputer.output is not None else imputer.constant
+    if isinstance(value, float):
+        value = fmt(value)
+    group = _key(plan, imputer.by, row[imputer.by]) if imputer.by is not None else None
+    return imputer.template.format(
+        column=imputer.column, value=value, group=group, range=plan.ranges_text[imputer.column]
+    )
+
+
+def sentence(plan: AlertPlan, row: Mapping[str, Any]) -> str:
+    """The drift sentence of one row (numbers as floats with NaN, text as str or None)."""
+    parts: list[str] = []
+    for column, lo, hi, span, imputer in plan.ranges:
+        value = row[column]
+        if value != value:
+            if imputer is not None:
+                parts.append(_missing_sentence(plan, imputer, row))
+        elif value < lo or value > hi:
+            parts.append(f"{column} {fmt(value)} is outside the training range {span}")
+    for column, numeric, seen, known in plan.categories:
+        key = row[column] if not numeric else _key(plan, column, row[column])
+        if key is not None and key not in known:
+            parts.append(f"{column} {key!r} was never seen in training (seen: {', '.join(seen)})")
+    for column, imputer in plan.late:
+        value = row[column]
+        if value is None or value != value:
+            parts.append(_missing_sentence(plan, imputer, row))
+    return "; ".join(parts) if parts else NO_DRIFT
+
+
+def _flagged(plan: AlertPlan, cols: Mapping[str, T.Values], n: int) -> np.ndarray:
+    """Rows with anything to say, found column-wise."""
+    flagged = np.zeros(n, dtype=bool)
+    for column, lo, hi, _, imputer in plan.ranges:
+        values = cols[column]
+        assert isinstance(values, np.ndarray)
+        flagged |= (values < lo) | (values > hi)
+        if imputer is not None:
+            flagged |= np.isnan(values)
+    for column, _, _, known in plan.categories:
+        keys = T.category_keys(cols[column])
+        flagged |= np.fromiter((k is not None and k not in known for k in keys), dtype=bool, count=n)
+    for column, _ in plan.late:
+        flagged |= T.is_missing(cols[column])
+    return flagged
+
+
+def row_alerts(plan: AlertPlan, cols: Mapping[str, T.Values], n: int) -> list[str]:
+    """The drift sentence of every row of column-wise data (``NO_DRIFT`` when nothing is off)."""
+    rows = range(n) if n <= ROW_BY_ROW else np.flatnonzero(_flagged(plan, cols, n)).tolist()
+    sentences = [NO_DRIFT] * n
+    if not rows:
+        return sentences
+    needed = {c: (cols[c].tolist() if isinstance(cols[c], np.ndarray) else cols[c]) for c in plan.columns}
+    for i in rows:
+        sentences[i] = sentence(plan, {c: v[i] for c, v in needed.items()})
+    return sentences

@@ -23,7 +23,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from lifeboat.dataset import transforms as T
-from lifeboat.dataset.alerts import row_alerts
+from lifeboat.dataset.alerts import ROW_BY_ROW, AlertPlan, compile_alerts, row_alerts, sentence
 from lifeboat.dataset.models import (
     NUMBER_TYPES,
     Bucket,
@@ -41,6 +41,7 @@ from lifeboat.dataset.models import (
     Sum,
     TokenCount,
 )
+from lifeboat.dataset.rows import RowPlan, UseColumns, compile_rows
 from lifeboat.dataset.spec import DatasetSpecError, DeriveFunction, load_derive_function, parse_spec
 
 logger = logging.getLogger(__name__)
@@ -156,8 +157,7 @@ def _as_columns(rows: Rows) -> tuple[Mapping[str, Any], int]:
     return {name: [r.get(name) for r in records] for name in names}, len(records)
 
 
-def _read(spec: DatasetSpec, rows: Rows) -> tuple[dict[str, T.Values], int]:
-    columns, n = _as_columns(rows)
+def _read(spec: DatasetSpec, columns: Mapping[str, Any], n: int) -> tuple[dict[str, T.Values], int]:
     out: dict[str, T.Values] = {}
     for column in spec.columns:
         if column.role != "feature":
@@ -314,9 +314,10 @@ def _assemble(
         names.append(name)
     matrix = np.empty((n, sum(b.shape[1] for b in blocks)), dtype=np.float32)
     j = 0
-    for block in blocks:
-        matrix[:, j : j + block.shape[1]] = block
-        j += block.shape[1]
+    with np.errstate(over="ignore"):  # float32 has no room for values above ~3.4e38: inf, as a cast gives
+        for block in blocks:
+            matrix[:, j : j + block.shape[1]] = block
+            j += block.shape[1]
     return matrix, names
 
 
@@ -345,7 +346,7 @@ def _reference(spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, T.
 
 def fit(spec: DatasetSpec, train: Rows) -> FittedEncoder:
     """Learn the spec's statistics from the (validated, raw) training rows."""
-    cols, n = _read(spec, train)
+    cols, n = _read(spec, *_as_columns(train))
     if n == 0:
         raise ValueError("cannot fit an encoder on zero training rows")
     stats = FittedStatistics(rows=n)
@@ -356,19 +357,54 @@ def fit(spec: DatasetSpec, train: Rows) -> FittedEncoder:
     return FittedEncoder(spec=spec, statistics=stats, feature_names=tuple(names))
 
 
-def _run(fitted: FittedEncoder, rows: Rows) -> tuple[dict[str, T.Values], int, np.ndarray]:
-    cols, n = _read(fitted.spec, rows)
+def _plans(fitted: FittedEncoder) -> tuple[RowPlan | None, AlertPlan]:
+    """The fitted spec compiled for rows and alerts, once per encoder."""
+    plans = fitted._plan
+    if "rows" not in plans:
+        plans["rows"] = compile_rows(fitted.spec, fitted.statistics)
+        plans["alerts"] = compile_alerts(fitted.spec, fitted.statistics)
+    return plans["rows"], plans["alerts"]
+
+
+def _encode_rows(
+    plan: RowPlan, columns: Mapping[str, Any], n: int, alerts: AlertPlan | None
+) -> tuple[np.ndarray, list[str]]:
+    """The few-rows path (see :mod:`lifeboat.dataset.rows`); raises UseColumns for odd values."""
+    rows: list[list[float]] = []
+    sentences: list[str] = []
+    for i in range(n):
+        row = plan.read(columns, i)
+        rows.append(plan.encode(row))
+        if alerts is not None:
+            sentences.append(sentence(alerts, row))
+    with np.errstate(over="ignore"):
+        return plan.matrix(rows), sentences
+
+
+def _run(fitted: FittedEncoder, rows: Rows, with_alerts: bool) -> tuple[np.ndarray, list[str]]:
+    row_plan, alert_plan = _plans(fitted)
+    columns, n = _as_columns(rows)
+    if row_plan is not None and n <= ROW_BY_ROW:
+        if isinstance(columns, pd.DataFrame):
+            columns = {c: columns[c].tolist() for c in columns.columns}
+        try:
+            return _encode_rows(row_plan, columns, n, alert_plan if with_alerts else None)
+        except (UseColumns, ArithmeticError, TypeError, ValueError):  # odd values: the column-wise path
+            pass
+    cols, n = _read(fitted.spec, columns, n)
     _derive(fitted.spec, fitted.statistics, cols, n, learn=False)
     matrix, _ = _assemble(fitted.spec, fitted.statistics, cols, n, learn=False)
-    return cols, n, matrix
+    return matrix, row_alerts(alert_plan, cols, n) if with_alerts else []
 
 
 def encode(fitted: FittedEncoder, rows: Rows) -> np.ndarray:
-    """Raw rows -> the model input matrix (float32, one column per ``fitted.feature_names``)."""
-    return _run(fitted, rows)[2]
+    """Raw rows -> the model input matrix (float32, one column per ``fitted.feature_names``).
+
+    ``rows``: a DataFrame, a mapping of column name to equal-length sequences, or a list of records (dicts).
+    """
+    return _run(fitted, rows, with_alerts=False)[0]
 
 
 def encode_with_alerts(fitted: FittedEncoder, rows: Rows) -> tuple[np.ndarray, list[str]]:
     """:func:`encode` plus one drift sentence per row (``NO_DRIFT`` when nothing is off)."""
-    cols, n, matrix = _run(fitted, rows)
-    return matrix, row_alerts(fitted.spec, fitted.statistics, cols, n)
+    return _run(fitted, rows, with_alerts=True)

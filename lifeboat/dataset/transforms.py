@@ -34,16 +34,25 @@ def read_text(values: Any, n: int) -> Text:
     """A raw column as stripped strings, None where missing or empty; ``None`` = absent column."""
     if values is None:
         return [None] * n
-    out: Text = []
-    append = out.append
-    for v in values:
-        if v.__class__ is str:  # the common case, checked first
-            append(v.strip() or None)
-        elif v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
-            append(None)
-        else:
-            append(str(v).strip() or None)
-    return out
+    return [text_value(v) for v in values]
+
+
+def text_value(v: Any) -> str | None:
+    """One raw cell as a stripped string, None where missing or empty."""
+    if v.__class__ is str:  # the common case, checked first
+        return v.strip() or None
+    if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+        return None
+    return str(v).strip() or None
+
+
+def number_value(v: Any) -> float:
+    """One raw cell as a float (NaN where missing), converting as ``np.asarray(..., float64)`` does."""
+    if v.__class__ is float:
+        return v  # type: ignore[no-any-return]
+    if v is None:
+        return math.nan
+    return float(v)
 
 
 def is_missing(values: Values) -> np.ndarray:
@@ -57,11 +66,12 @@ def category_keys(values: Values) -> Text:
     """Each entry as a category key; numbers are truncated to integers (``3.0`` and ``3.5`` -> ``"3"``, as
     integer columns are keyed); None where missing."""
     if isinstance(values, np.ndarray):
-        return [None if v != v else _integer_key(v) for v in values.tolist()]
+        return [None if v != v else integer_key(v) for v in values.tolist()]
     return list(values)
 
 
-def _integer_key(value: float) -> str:
+def integer_key(value: float) -> str:
+    """A number as a category key: truncated to an integer (``3.0`` -> ``"3"``)."""
     return str(int(value)) if math.isfinite(value) else str(value)
 
 
