@@ -138,7 +138,9 @@ def validate_csv(
         raise DataValidationError(path, [Problem(None, None, "file not found")])
     if path.stat().st_size == 0:
         raise DataValidationError(path, [Problem(None, None, "file is empty (no header, no rows)")])
-    columns = [c for c in spec.columns if c.role != "label" or require_label]
+    # the label is checked last, as the schema does (so problems are listed in the same order)
+    columns = [c for c in spec.columns if c.role != "label"]
+    columns += [c for c in spec.columns if c.role == "label" and require_label]
     problems: list[Problem] = []
     total = rows = 0
     missing: dict[str, int] = {}
