@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lifeboat.dataset import transforms as T
+from lifeboat.dataset import transforms
 from lifeboat.dataset.models import NUMBER_TYPES, DatasetSpec, GroupImpute, RegexExtract
 
 if TYPE_CHECKING:
@@ -104,8 +104,8 @@ def compile_alerts(spec: DatasetSpec, stats: FittedStatistics) -> AlertPlan:
 
 def _key(plan: AlertPlan, column: str, value: Any) -> str | None:
     if column not in plan.numeric:
-        return value  # type: ignore[no-any-return]
-    return None if value != value else T.integer_key(value)
+        return value
+    return None if value != value else transforms.integer_key(value)
 
 
 def _missing_sentence(plan: AlertPlan, imputer: _Imputer, row: Mapping[str, Any]) -> str:
@@ -139,7 +139,7 @@ def sentence(plan: AlertPlan, row: Mapping[str, Any]) -> str:
     return "; ".join(parts) if parts else NO_DRIFT
 
 
-def _flagged(plan: AlertPlan, cols: Mapping[str, T.Values], n: int) -> np.ndarray:
+def _flagged(plan: AlertPlan, cols: Mapping[str, transforms.Values], n: int) -> np.ndarray:
     """Rows with anything to say, found column-wise."""
     flagged = np.zeros(n, dtype=bool)
     for column, lo, hi, _, imputer in plan.ranges:
@@ -149,20 +149,24 @@ def _flagged(plan: AlertPlan, cols: Mapping[str, T.Values], n: int) -> np.ndarra
         if imputer is not None:
             flagged |= np.isnan(values)
     for column, _, _, known in plan.categories:
-        keys = T.category_keys(cols[column])
+        keys = transforms.category_keys(cols[column])
         flagged |= np.fromiter((k is not None and k not in known for k in keys), dtype=bool, count=n)
     for column, _ in plan.late:
-        flagged |= T.is_missing(cols[column])
+        flagged |= transforms.is_missing(cols[column])
     return flagged
 
 
-def row_alerts(plan: AlertPlan, cols: Mapping[str, T.Values], n: int) -> list[str]:
+def _as_list(values: transforms.Values) -> list[Any]:
+    return values.tolist() if isinstance(values, np.ndarray) else values
+
+
+def row_alerts(plan: AlertPlan, cols: Mapping[str, transforms.Values], n: int) -> list[str]:
     """The drift sentence of every row of column-wise data (``NO_DRIFT`` when nothing is off)."""
     rows = range(n) if n <= ROW_BY_ROW else np.flatnonzero(_flagged(plan, cols, n)).tolist()
     sentences = [NO_DRIFT] * n
     if not rows:
         return sentences
-    needed = {c: (cols[c].tolist() if isinstance(cols[c], np.ndarray) else cols[c]) for c in plan.columns}
+    needed = {c: _as_list(cols[c]) for c in plan.columns}
     for i in rows:
         sentences[i] = sentence(plan, {c: v[i] for c, v in needed.items()})
     return sentences

@@ -16,13 +16,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lifeboat.dataset import transforms as T
+from lifeboat.dataset import transforms
 from lifeboat.dataset.alerts import ROW_BY_ROW, AlertPlan, compile_alerts, row_alerts, sentence
 from lifeboat.dataset.models import (
     NUMBER_TYPES,
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 ENCODING_VERSION = 1
 
 #: Raw rows: a pandas DataFrame, a mapping of column name to equal-length sequences, or a list of records.
-Rows = pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]
+Rows: TypeAlias = pd.DataFrame | Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
 class EncoderError(ValueError):
@@ -157,16 +157,16 @@ def _as_columns(rows: Rows) -> tuple[Mapping[str, Any], int]:
     return {name: [r.get(name) for r in records] for name in names}, len(records)
 
 
-def _read(spec: DatasetSpec, columns: Mapping[str, Any], n: int) -> tuple[dict[str, T.Values], int]:
-    out: dict[str, T.Values] = {}
+def _read(spec: DatasetSpec, columns: Mapping[str, Any], n: int) -> tuple[dict[str, transforms.Values], int]:
+    out: dict[str, transforms.Values] = {}
     for column in spec.columns:
         if column.role != "feature":
             continue
-        values = columns[column.name] if column.name in columns else None
+        values = columns.get(column.name)
         if column.type in NUMBER_TYPES:
-            out[column.name] = T.read_numbers(values, n)
+            out[column.name] = transforms.read_numbers(values, n)
         else:
-            out[column.name] = T.read_text(values, n)
+            out[column.name] = transforms.read_text(values, n)
     return out, n
 
 
@@ -187,7 +187,9 @@ def _integral(spec: DatasetSpec, column: str) -> bool:
     return spec.column_types().get(column) in NUMBER_TYPES
 
 
-def _derive(spec: DatasetSpec, stats: FittedStatistics, cols: dict[str, T.Values], n: int, learn: bool) -> None:
+def _derive(
+    spec: DatasetSpec, stats: FittedStatistics, cols: dict[str, transforms.Values], n: int, learn: bool
+) -> None:
     """Add every derived column to ``cols`` in spec order (learning group statistics first when fitting)."""
     for step in spec.derived:
         if isinstance(step, Derive):
@@ -195,60 +197,66 @@ def _derive(spec: DatasetSpec, stats: FittedStatistics, cols: dict[str, T.Values
             continue
         name = step.name
         if isinstance(step, MissingIndicator):
-            cols[name] = T.indicator(T.is_missing(cols[step.column]))
+            cols[name] = transforms.indicator(transforms.is_missing(cols[step.column]))
         elif isinstance(step, Indicator):
-            cols[name] = T.indicator(T.when_mask(cols, step.when, n))
+            cols[name] = transforms.indicator(transforms.when_mask(cols, step.when, n))
         elif isinstance(step, Ratio):
-            cols[name] = T.ratio(_num(cols, step.numerator), _num(cols, step.denominator))
+            cols[name] = transforms.ratio(_num(cols, step.numerator), _num(cols, step.denominator))
         elif isinstance(step, Sum):
-            cols[name] = T.total([_num(cols, c) for c in step.columns], step.constant)
+            cols[name] = transforms.total([_num(cols, c) for c in step.columns], step.constant)
         elif isinstance(step, Product):
-            cols[name] = T.product([_num(cols, c) for c in step.columns])
+            cols[name] = transforms.product([_num(cols, c) for c in step.columns])
         elif isinstance(step, Log1p):
-            cols[name] = T.log1p(_num(cols, step.column))
+            cols[name] = transforms.log1p(_num(cols, step.column))
         elif isinstance(step, Clip):
-            cols[name] = T.clip(_num(cols, step.column), step.min, step.max)
+            cols[name] = transforms.clip(_num(cols, step.column), step.min, step.max)
         elif isinstance(step, Bucket):
-            cols[name] = T.bucket(_num(cols, step.column), step.boundaries)
+            cols[name] = transforms.bucket(_num(cols, step.column), step.boundaries)
         elif isinstance(step, TokenCount):
-            cols[name] = T.token_count(_text(cols, step.column), step.separator)
+            cols[name] = transforms.token_count(_text(cols, step.column), step.separator)
         elif isinstance(step, RegexExtract):
-            found = T.regex_extract(
+            found = transforms.regex_extract(
                 _text(cols, step.column), _compiled(step.pattern), step.group, step.mapping, step.unmapped
             )
-            cols[name] = T.apply_rules(found, cols, step.fallback)
+            cols[name] = transforms.apply_rules(found, cols, step.fallback)
         elif isinstance(step, GroupImpute):
             values = _num(cols, step.column)
-            keys = T.category_keys(cols[step.by])
+            keys = transforms.category_keys(cols[step.by])
             if learn:
                 groups = _vocabulary_of(spec, step.by)
-                table, overall = T.group_statistic(values, keys, groups, step.statistic)
+                table, overall = transforms.group_statistic(values, keys, groups, step.statistic)
                 stats.group_tables[name] = table
                 stats.group_overall[name] = step.default if overall is None else overall
-            cols[name] = T.group_fill(values, keys, stats.group_tables[name], stats.group_overall[name])
+            cols[name] = transforms.group_fill(
+                values, keys, stats.group_tables[name], stats.group_overall[name]
+            )
 
 
-def _num(cols: Mapping[str, T.Values], name: str) -> np.ndarray:
+def _num(cols: Mapping[str, transforms.Values], name: str) -> np.ndarray:
     values = cols[name]
     assert isinstance(values, np.ndarray), name  # checked by the spec's type rules
     return values
 
 
-def _text(cols: Mapping[str, T.Values], name: str) -> T.Text:
+def _text(cols: Mapping[str, transforms.Values], name: str) -> transforms.Text:
     values = cols[name]
-    return T.category_keys(values) if isinstance(values, np.ndarray) else values
+    return transforms.category_keys(values) if isinstance(values, np.ndarray) else values
 
 
-def _run_hook(step: Derive, cols: dict[str, T.Values], n: int) -> dict[str, T.Values]:
+def _run_hook(step: Derive, cols: dict[str, transforms.Values], n: int) -> dict[str, transforms.Values]:
     result = _hook(step.derive.function)(dict(cols))
-    out: dict[str, T.Values] = {}
+    out: dict[str, transforms.Values] = {}
     for name, kind in step.derive.outputs.items():
         if name not in result:
             raise DatasetSpecError("<derive>", step.derive.function, f"did not return the output {name!r}")
         values = result[name]
-        out[name] = T.read_numbers(values, n) if kind in NUMBER_TYPES else T.read_text(values, n)
+        out[name] = (
+            transforms.read_numbers(values, n) if kind in NUMBER_TYPES else transforms.read_text(values, n)
+        )
         if len(out[name]) != n:
-            raise DatasetSpecError("<derive>", step.derive.function, f"{name!r} has {len(out[name])} rows, not {n}")
+            raise DatasetSpecError(
+                "<derive>", step.derive.function, f"{name!r} has {len(out[name])} rows, not {n}"
+            )
     return out
 
 
@@ -264,19 +272,21 @@ def _vocabulary_of(spec: DatasetSpec, name: str) -> list[str] | None:
 
 
 def _onehot_setup(
-    spec: DatasetSpec, stats: FittedStatistics, feature: Feature, keys: T.Text, learn: bool
+    spec: DatasetSpec, stats: FittedStatistics, feature: Feature, keys: transforms.Text, learn: bool
 ) -> tuple[list[str], int]:
     """The vocabulary of a one-hot feature and the code of unknown or missing values (-1 = none)."""
     name = feature.name or feature.prefix or feature.column
     if learn:
         declared = (
-            [str(v) for v in feature.values] if feature.values is not None else _vocabulary_of(spec, feature.column)
+            [str(v) for v in feature.values]
+            if feature.values is not None
+            else _vocabulary_of(spec, feature.column)
         )
         stats.vocabularies[name] = (
             declared if declared is not None else sorted({k for k in keys if k is not None})
         )
         if feature.unknown == "most_frequent":
-            found = T.mode(keys)
+            found = transforms.mode(keys)
             stats.modes[name] = found if found is not None else feature.default
     vocabulary = stats.vocabularies[name]
     if feature.unknown == "other":
@@ -288,7 +298,7 @@ def _onehot_setup(
 
 
 def _assemble(
-    spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, T.Values], n: int, learn: bool
+    spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, transforms.Values], n: int, learn: bool
 ) -> tuple[np.ndarray, list[str]]:
     """The float32 model input matrix and its column names."""
     blocks: list[np.ndarray] = []
@@ -298,7 +308,7 @@ def _assemble(
             keys = _text(cols, feature.column)
             vocabulary, unknown_code = _onehot_setup(spec, stats, feature, keys, learn)
             width = len(vocabulary) + (feature.unknown == "other")
-            blocks.append(T.onehot(keys, vocabulary, unknown_code, width))
+            blocks.append(transforms.onehot(keys, vocabulary, unknown_code, width))
             prefix = feature.prefix or feature.name or feature.column
             names.extend(f"{prefix}_{v}" for v in vocabulary)
             if feature.unknown == "other":
@@ -331,7 +341,7 @@ def _fill_value(feature: Feature, values: np.ndarray) -> float:
     return float(present.median() if feature.impute == "median" else present.mean())
 
 
-def _reference(spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, T.Values]) -> None:
+def _reference(spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, transforms.Values]) -> None:
     """Training ranges and categories of the columns the drift alerts check."""
     for name in spec.alert_ranges:
         values = _num(cols, name)

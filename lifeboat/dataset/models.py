@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_val
 ColumnType = Literal["numeric", "integer", "categorical", "boolean", "text"]
 Role = Literal["feature", "id", "ignored", "label"]
 Scalar = str | int | float | bool
-#: Column types read as float64 arrays (NaN = missing); the others are read as stripped strings (None = missing).
+#: Column types read as float64 arrays (NaN = missing); the others are read as stripped text (None = missing).
 NUMBER_TYPES: frozenset[str] = frozenset({"numeric", "integer", "boolean"})
 #: Model families the training step knows (lifeboat/training/train.py ``FAMILIES``).
 MODEL_FAMILIES: tuple[str, ...] = ("lr", "rf", "gbt")

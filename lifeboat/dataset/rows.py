@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from lifeboat.dataset import transforms as T
+from lifeboat.dataset import transforms
 from lifeboat.dataset.models import (
     NUMBER_TYPES,
     Bucket,
@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 Row = dict[str, Any]
 RowFunction = Callable[[Row], Any]
-
 
 
 def _comparison(column: str, op: str, x: Any) -> RowFunction:
@@ -82,10 +81,10 @@ class RowPlan:
         row: Row = {}
         for name in self.numbers:
             values = columns.get(name)
-            row[name] = T.number_value(values[i]) if values is not None else math.nan
+            row[name] = transforms.number_value(values[i]) if values is not None else math.nan
         for name in self.texts:
             values = columns.get(name)
-            row[name] = T.text_value(values[i]) if values is not None else None
+            row[name] = transforms.text_value(values[i]) if values is not None else None
         return row
 
     def encode(self, row: Row) -> list[float]:
@@ -106,20 +105,26 @@ def _is_missing(value: Any) -> bool:
     return value is None or value != value
 
 
+def _missing_test(column: str, want: bool) -> RowFunction:
+    return lambda r: _is_missing(r[column]) == want
+
+
+def _membership(column: str, operand: list[Any], numeric: bool) -> RowFunction:
+    if numeric:
+        floats = [float(v) for v in operand]
+        return lambda r: any(r[column] == f for f in floats)
+    keys = {category_key(v) for v in operand}
+    return lambda r: r[column] is not None and r[column] in keys
+
+
 def _predicate(column: str, condition: Condition, numeric: bool) -> RowFunction:
     """A condition on one row, as :func:`transforms.condition_mask` evaluates it on a column."""
     tests: list[RowFunction] = []
     for op, operand in condition.model_dump(exclude_none=True).items():
         if op == "missing":
-            want = bool(operand)
-            tests.append(lambda r, want=want: _is_missing(r[column]) == want)
+            tests.append(_missing_test(column, bool(operand)))
         elif op == "isin":
-            if numeric:
-                floats = [float(v) for v in operand]
-                tests.append(lambda r, floats=floats: any(r[column] == f for f in floats))
-            else:
-                keys = {category_key(v) for v in operand}
-                tests.append(lambda r, keys=keys: r[column] is not None and r[column] in keys)
+            tests.append(_membership(column, operand, numeric))
         else:
             if not numeric and op not in ("eq", "ne"):
                 raise ValueError(f"{op} compares numbers, not text")
@@ -143,8 +148,8 @@ def _when(when: Mapping[str, Condition], types: Mapping[str, str]) -> RowFunctio
 
 def _key(value: Any, numeric: bool) -> str | None:
     if not numeric:
-        return value  # type: ignore[no-any-return]
-    return None if value != value else T.integer_key(value)
+        return value
+    return None if value != value else transforms.integer_key(value)
 
 
 def _divide(a: float, b: float) -> float:
@@ -164,7 +169,7 @@ def _sum(columns: Sequence[str], constant: float) -> RowFunction:
         acc = r[columns[0]]
         for c in columns[1:]:
             acc = acc + r[c]
-        return acc + constant  # type: ignore[no-any-return]
+        return acc + constant
 
     return total
 
@@ -174,7 +179,7 @@ def _product(columns: Sequence[str]) -> RowFunction:
         acc = r[columns[0]]
         for c in columns[1:]:
             acc = acc * r[c]
-        return acc  # type: ignore[no-any-return]
+        return acc
 
     return product
 
@@ -185,7 +190,7 @@ def _regex(step: RegexExtract, types: Mapping[str, str]) -> RowFunction:
     column = step.column
 
     def extract(r: Row) -> str | None:
-        value = T.regex_extract([r[column]], pattern, step.group, step.mapping, step.unmapped)[0]
+        value = transforms.regex_extract([r[column]], pattern, step.group, step.mapping, step.unmapped)[0]
         if value is not None:
             return value
         for holds, rule_value in rules:
@@ -203,7 +208,7 @@ def _group_impute(step: GroupImpute, stats: FittedStatistics, types: Mapping[str
     def impute(r: Row) -> float:
         value = r[column]
         if value == value:
-            return value  # type: ignore[no-any-return]
+            return value
         key = _key(r[by], numeric)
         return table.get(key, default) if key is not None else default
 
@@ -225,11 +230,11 @@ def _derived(step: Any, stats: FittedStatistics, types: Mapping[str, str]) -> Ro
     if isinstance(step, Log1p):
         return lambda r: _log1p(r[step.column])
     if isinstance(step, Clip):
-        return lambda r: float(T.clip(np.array([r[step.column]]), step.min, step.max)[0])
+        return lambda r: float(transforms.clip(np.array([r[step.column]]), step.min, step.max)[0])
     if isinstance(step, Bucket):
-        return lambda r: float(T.bucket(np.array([r[step.column]]), step.boundaries)[0])
+        return lambda r: float(transforms.bucket(np.array([r[step.column]]), step.boundaries)[0])
     if isinstance(step, TokenCount):
-        return lambda r: float(T.token_count([r[step.column]], step.separator)[0])
+        return lambda r: float(transforms.token_count([r[step.column]], step.separator)[0])
     if isinstance(step, RegexExtract):
         return _regex(step, types)
     if isinstance(step, GroupImpute):
@@ -293,7 +298,9 @@ def compile_rows(spec: DatasetSpec, stats: FittedStatistics) -> RowPlan | None:
         return None
     types = spec.column_types()
     inputs = [c for c in spec.columns if c.role == "feature"]
-    derived = tuple((step.name, _derived(step, stats, types)) for step in spec.derived)
+    derived = tuple(
+        (step.name, _derived(step, stats, types)) for step in spec.derived if not isinstance(step, Derive)
+    )
     features = _merge_plain([(f, *_feature(f, stats, types)) for f in spec.features])
     return RowPlan(
         numbers=tuple(c.name for c in inputs if c.type in NUMBER_TYPES),

@@ -22,7 +22,6 @@ from lifeboat.dataset.models import (
     Clip,
     DatasetSpec,
     Derive,
-    Feature,
     GroupImpute,
     Indicator,
     Log1p,
@@ -224,7 +223,9 @@ def _check_step(step: Any, types: Mapping[str, str], file: str | Path, key: str)
         raise DatasetSpecError(file, f"{key}.column", f"{step.column!r} is not text")
 
 
-def load_derive_function(path: str, file: str | Path = "<spec>", key: str = "derive.function") -> DeriveFunction:
+def load_derive_function(
+    path: str, file: str | Path = "<spec>", key: str = "derive.function"
+) -> DeriveFunction:
     """Import ``package.module:function``; any failure is a :class:`DatasetSpecError` naming ``key``."""
     module_name, _, attribute = path.partition(":")
     try:
@@ -234,7 +235,7 @@ def load_derive_function(path: str, file: str | Path = "<spec>", key: str = "der
     function = getattr(module, attribute, None)
     if not callable(function):
         raise DatasetSpecError(file, key, f"{module_name!r} has no function {attribute!r}")
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def check_against_data(spec: DatasetSpec, frame: pd.DataFrame, file: str | Path = "<spec>") -> None:

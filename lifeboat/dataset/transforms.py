@@ -22,7 +22,7 @@ Values = np.ndarray | Text
 
 
 def read_numbers(values: Any, n: int) -> np.ndarray:
-    """A raw column as float64 with NaN for missing values (None, NaN, pandas NA); ``None`` = absent column."""
+    """A raw column as float64, NaN where missing (None, NaN, pandas NA); ``None`` = absent column."""
     if values is None:
         return np.full(n, np.nan)
     if isinstance(values, pd.Series):
@@ -49,7 +49,7 @@ def text_value(v: Any) -> str | None:
 def number_value(v: Any) -> float:
     """One raw cell as a float (NaN where missing), converting as ``np.asarray(..., float64)`` does."""
     if v.__class__ is float:
-        return v  # type: ignore[no-any-return]
+        return v
     if v is None:
         return math.nan
     return float(v)
@@ -92,7 +92,7 @@ _NUMBER_OPS.update({"gt": np.greater, "ge": np.greater_equal})
 
 
 def condition_mask(values: Values, condition: Condition) -> np.ndarray:
-    """Where ``condition`` holds (every key of it); numeric comparisons follow IEEE (NaN is unequal to everything)."""
+    """Where ``condition`` holds (every key of it); numbers compare as IEEE does (NaN equals nothing)."""
     mask: np.ndarray | None = None
     for op, operand in condition.model_dump(exclude_none=True).items():
         if op == "missing":
@@ -172,7 +172,11 @@ def token_count(values: Text, separator: str | None) -> np.ndarray:
 
 
 def regex_extract(
-    values: Text, pattern: re.Pattern[str], group: int, mapping: Mapping[str, str] | None, unmapped: str | None
+    values: Text,
+    pattern: re.Pattern[str],
+    group: int,
+    mapping: Mapping[str, str] | None,
+    unmapped: str | None,
 ) -> Text:
     """The stripped ``group`` of the first match of each text, through ``mapping``; None where no match."""
     out: Text = []
@@ -197,10 +201,7 @@ def apply_rules(values: Text, columns: Mapping[str, Values], rules: Sequence[Rul
     if not holes or not rules:
         return values
     out = list(values)
-    if n == 1 or len(holes) < n:
-        sub = {k: take(c, holes) for k, c in columns.items()}
-    else:
-        sub = dict(columns)
+    sub = columns if len(holes) == n else {k: take(c, holes) for k, c in columns.items()}
     pending = np.ones(len(holes), dtype=bool)
     for rule in rules:
         hit = pending & when_mask(sub, rule.when, len(holes))

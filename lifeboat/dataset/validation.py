@@ -61,7 +61,10 @@ def check_column(column: Column, values: pd.Series, first_row: int) -> tuple[pd.
             bad = ~empty & ~stripped.isin([str(v) for v in column.vocabulary])
             report(bad, lambda raw: f"unknown value {raw!r}; allowed: {_allowed(column)}")
         if column.max_length is not None:
-            report(~empty & (stripped.str.len() > column.max_length), f"longer than {column.max_length} characters")
+            report(
+                ~empty & (stripped.str.len() > column.max_length),
+                f"longer than {column.max_length} characters",
+            )
         return stripped.where(~empty, None), report.problems, report.count
     if column.type == "boolean":
         numbers = stripped.str.lower().map(_BOOLEANS)
@@ -116,7 +119,10 @@ class _Labels:
             if known != label:
                 self.count += 1
                 if len(self.problems) < MAX_REPORTED_PROBLEMS:
-                    message = f"{self.id_column} {key} appears again with label {label}, but row {row} gives label {known}"
+                    message = (
+                        f"{self.id_column} {key} appears again with label {label}, "
+                        f"but row {row} gives label {known}"
+                    )
                     self.problems.append(Problem(first + i, self.id_column, message))
 
 
@@ -180,7 +186,9 @@ def validate_csv(
     problems.extend(labels.problems[: MAX_REPORTED_PROBLEMS - len(problems)])
     if problems:
         raise DataValidationError(path, problems, total)
-    logger.info("validated %s against %s: %d rows, %d duplicate ids", path, spec.name, rows, labels.duplicates)
+    logger.info(
+        "validated %s against %s: %d rows, %d duplicate ids", path, spec.name, rows, labels.duplicates
+    )
     return ValidationSummary(
         path=str(path),
         rows=rows,

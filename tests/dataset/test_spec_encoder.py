@@ -93,7 +93,11 @@ def test_same_fitted_statistics_as_today(fitted: FittedEncoder, legacy: FeatureS
 
 @pytest.mark.parametrize("which", ["train", "test"])
 def test_bit_identical_matrices_and_alerts_on_kaggle_rows(
-    which: str, fitted: FittedEncoder, legacy: FeatureSpec, train_frame: pd.DataFrame, test_frame: pd.DataFrame
+    which: str,
+    fitted: FittedEncoder,
+    legacy: FeatureSpec,
+    train_frame: pd.DataFrame,
+    test_frame: pd.DataFrame,
 ) -> None:
     frame = train_frame if which == "train" else test_frame
     matrix, alerts = encode_with_alerts(fitted, frame)
@@ -106,7 +110,9 @@ def test_bit_identical_matrices_and_alerts_on_kaggle_rows(
 
 
 @pytest.mark.parametrize("overrides", ODD_ROWS, ids=[json.dumps(o) for o in ODD_ROWS])
-def test_bit_identical_on_odd_rows(overrides: dict[str, Any], fitted: FittedEncoder, legacy: FeatureSpec) -> None:
+def test_bit_identical_on_odd_rows(
+    overrides: dict[str, Any], fitted: FittedEncoder, legacy: FeatureSpec
+) -> None:
     row = {k: [v] for k, v in odd(overrides).items()}
     with np.errstate(all="ignore"):
         matrix, alerts = encode_with_alerts(fitted, row)
@@ -125,7 +131,9 @@ def test_bit_identical_on_a_batch_of_odd_rows(fitted: FittedEncoder, legacy: Fea
 
 
 def test_todays_alert_wording(fitted: FittedEncoder) -> None:
-    (alert,) = encode_with_alerts(fitted, [odd({"Age": None, "Embarked": None, "Name": None, "Fare": 900.0})])[1]
+    (alert,) = encode_with_alerts(
+        fitted, [odd({"Age": None, "Embarked": None, "Name": None, "Fare": 900.0})]
+    )[1]
     assert alert == (
         "Age is missing: imputed 30 (median for title Mr; training range 0.42–80); "
         "Fare 900 is outside the training range 0–512.329; "
@@ -142,7 +150,9 @@ def test_todays_alert_wording(fitted: FittedEncoder) -> None:
 # --- one code path, whatever the input and the row count ----------------------------------------------
 
 
-def test_few_rows_fast_path_equals_the_column_wise_path(fitted: FittedEncoder, train_frame: pd.DataFrame) -> None:
+def test_few_rows_fast_path_equals_the_column_wise_path(
+    fitted: FittedEncoder, train_frame: pd.DataFrame
+) -> None:
     batch, batch_alerts = encode_with_alerts(fitted, train_frame)  # 891 rows: column-wise
     records = train_frame.to_dict("records")
     for i in range(0, len(records), 16):  # 16 rows at a time: the row-by-row path
@@ -151,7 +161,9 @@ def test_few_rows_fast_path_equals_the_column_wise_path(fitted: FittedEncoder, t
         assert chunk_alerts == batch_alerts[i : i + 16]
 
 
-def test_frames_column_mappings_and_records_encode_alike(fitted: FittedEncoder, train_frame: pd.DataFrame) -> None:
+def test_frames_column_mappings_and_records_encode_alike(
+    fitted: FittedEncoder, train_frame: pd.DataFrame
+) -> None:
     rows = train_frame.head(40)
     from_frame = encode(fitted, rows)
     from_columns = encode(fitted, {c: rows[c].tolist() for c in rows.columns})

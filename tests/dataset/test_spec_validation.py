@@ -45,7 +45,10 @@ def write_csv(tmp_path: Path, rows: list[str], header: str = HEADER) -> Path:
 
 def both(spec: DatasetSpec, path: Path, require_label: bool = True) -> tuple[str, str]:
     messages = []
-    for validate in (lambda: schema.validate_csv(path, require_label), lambda: validate_csv(spec, path, require_label)):
+    for validate in (
+        lambda: schema.validate_csv(path, require_label),
+        lambda: validate_csv(spec, path, require_label),
+    ):
         with pytest.raises(DataValidationError) as info:
             validate()
         messages.append(str(info.value))

@@ -9,7 +9,9 @@ import numpy as np
 
 def family(columns: dict[str, Any]) -> dict[str, Any]:
     """``SibSp + Parch + 1`` and whether the passenger's cabin deck is known (its first letter)."""
-    size = np.asarray(columns["SibSp"], dtype=np.float64) + np.asarray(columns["Parch"], dtype=np.float64) + 1.0
+    size = (
+        np.asarray(columns["SibSp"], dtype=np.float64) + np.asarray(columns["Parch"], dtype=np.float64) + 1.0
+    )
     decks = [c[0] if c else None for c in columns["Cabin"]]
     return {"hook_family": size, "hook_deck": decks}
 
