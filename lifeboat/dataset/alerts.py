@@ -19,7 +19,7 @@ from lifeboat.dataset import transforms
 from lifeboat.dataset.models import NUMBER_TYPES, DatasetSpec, GroupImpute, RegexExtract
 
 if TYPE_CHECKING:
-    from lifeboat.dataset.encoder import FittedStatistics
+    from lifeboat.dataset.fitted import FittedStatistics
 
 NO_DRIFT = "No drift detected"
 

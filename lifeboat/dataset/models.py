@@ -1,273 +1,90 @@
 """The typed model of ``data/<dataset>/dataset.yaml`` (pydantic v2; unknown keys are refused everywhere).
 
-docs/dataset-spec.md documents every key; :mod:`lifeboat.dataset.spec` loads and cross-checks a file.
+Raw columns are modelled in :mod:`lifeboat.dataset.columns`, derived features in :mod:`lifeboat.dataset.steps`
+(both re-exported here); docs/dataset-spec.md documents every key; :mod:`lifeboat.dataset.spec` loads and
+cross-checks a file.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
-
-ColumnType = Literal["numeric", "integer", "categorical", "boolean", "text"]
-Role = Literal["feature", "id", "ignored", "label"]
-Scalar = str | int | float | bool
-#: Column types read as float64 arrays (NaN = missing); the others are read as stripped text (None = missing).
-NUMBER_TYPES: frozenset[str] = frozenset({"numeric", "integer", "boolean"})
-#: Model families the training step knows (lifeboat/training/train.py ``FAMILIES``).
-MODEL_FAMILIES: tuple[str, ...] = ("lr", "rf", "gbt")
-_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Range(_Strict):
-    """Inclusive bounds of a numeric column (either may be omitted)."""
-
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _ordered(self) -> Range:
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min {self.min:g} is above max {self.max:g}")
-        return self
-
-
-class Column(_Strict):
-    """One raw column of the data files."""
-
-    name: str = Field(pattern=_NAME)
-    type: ColumnType
-    role: Role = "feature"
-    nullable: bool = False
-    description: str = ""
-    range: Range | None = None
-    vocabulary: list[Scalar] | None = None
-    max_length: int | None = Field(None, ge=1)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Column:
-        if self.range is not None and self.type not in ("numeric", "integer"):
-            raise ValueError(f"a range needs a numeric or integer column, not {self.type}")
-        if self.vocabulary is not None and self.type in ("numeric", "text"):
-            raise ValueError(f"a vocabulary needs a categorical, integer or boolean column, not {self.type}")
-        if self.vocabulary is not None and len({str(v) for v in self.vocabulary}) != len(self.vocabulary):
-            raise ValueError("vocabulary values must be distinct")
-        return self
-
-    @property
-    def vocabulary_keys(self) -> list[str] | None:
-        """The vocabulary as category keys (integers as ``"1"``, see :func:`category_key`)."""
-        if self.vocabulary is None:
-            return None
-        return [category_key(v) for v in self.vocabulary]
-
-
-def category_key(value: Scalar) -> str:
-    """How a value is named as a category: integral numbers without a decimal point, text as is."""
-    if isinstance(value, bool):
-        return str(int(value))
-    if isinstance(value, float | int):
-        return str(int(value)) if float(value).is_integer() else repr(float(value))
-    return str(value)
-
-
-class Label(_Strict):
-    """The label column and the value that counts as the positive class."""
-
-    column: str
-    positive: Scalar = 1
-
-
-class Condition(_Strict):
-    """A test on one column; several keys must all hold. Comparisons with a missing value are false."""
-
-    eq: Scalar | None = None
-    ne: Scalar | None = None
-    lt: float | None = None
-    le: float | None = None
-    gt: float | None = None
-    ge: float | None = None
-    isin: list[Scalar] | None = Field(None, alias="in")
-    missing: bool | None = None
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    @model_validator(mode="after")
-    def _not_empty(self) -> Condition:
-        if not self.model_dump(exclude_none=True):
-            raise ValueError("a condition needs at least one of eq, ne, lt, le, gt, ge, in, missing")
-        return self
-
-
-When = dict[str, Condition]
-
-
-class Rule(_Strict):
-    """``value`` where every condition of ``when`` holds (an empty ``when`` always holds)."""
-
-    when: When = Field(default_factory=dict)
-    value: str
-
-
-class _Step(_Strict):
-    name: str = Field(pattern=_NAME)
-
-
-class MissingIndicator(_Step):
-    """1.0 where ``column`` is missing, else 0.0."""
-
-    transform: Literal["missing_indicator"]
-    column: str
-
-
-class Indicator(_Step):
-    """1.0 where every condition holds, else 0.0."""
-
-    transform: Literal["indicator"]
-    when: When = Field(min_length=1)
-
-
-class Ratio(_Step):
-    """``numerator / denominator`` (IEEE: x/0 is inf, 0/0 is NaN)."""
-
-    transform: Literal["ratio"]
-    numerator: str
-    denominator: str
-
-
-class Sum(_Step):
-    """``columns[0] + columns[1] + ... + constant``, added left to right."""
-
-    transform: Literal["sum"]
-    columns: list[str] = Field(min_length=1)
-    constant: float = 0.0
-
-
-class Product(_Step):
-    """``columns[0] * columns[1] * ...``."""
-
-    transform: Literal["product"]
-    columns: list[str] = Field(min_length=2)
-
-
-class Log1p(_Step):
-    """``log(1 + column)``."""
-
-    transform: Literal["log1p"]
-    column: str
-
-
-class Clip(_Step):
-    """``column`` limited to ``[min, max]``."""
-
-    transform: Literal["clip"]
-    column: str
-    min: float | None = None
-    max: float | None = None
-
-
-class Bucket(_Step):
-    """How many of the increasing ``boundaries`` are at or below the value (0..len); NaN stays NaN."""
-
-    transform: Literal["bucket"]
-    column: str
-    boundaries: list[float] = Field(min_length=1)
-
-    @field_validator("boundaries")
-    @classmethod
-    def _increasing(cls, value: list[float]) -> list[float]:
-        if any(b >= a for a, b in zip(value[1:], value, strict=False)):
-            raise ValueError("boundaries must be strictly increasing")
-        return value
-
-
-class TokenCount(_Step):
-    """Number of tokens of a text column (split on ``separator``, default whitespace); missing text is 0."""
-
-    transform: Literal["token_count"]
-    column: str
-    separator: str | None = None
-
-
-class RegexExtract(_Step):
-    """A category taken from text: group ``group`` of the first match of ``pattern``, stripped.
-
-    An extracted value is looked up in ``mapping`` (values not in it become ``unmapped``, or stay as they are
-    when ``unmapped`` is unset). Where the text is missing or does not match, the first ``fallback`` rule that
-    holds gives the value (no rule holds: missing). ``missing_alert`` is the drift sentence of a row whose
-    text is missing (``{column}``, ``{value}`` = the value used).
-    """
-
-    transform: Literal["regex_extract"]
-    column: str
-    pattern: str
-    group: int = Field(1, ge=0)
-    mapping: dict[str, str] | None = None
-    unmapped: str | None = None
-    fallback: list[Rule] = Field(default_factory=list)
-    vocabulary: list[str] | None = None
-    missing_alert: str | None = None
-
-
-class GroupImpute(_Step):
-    """``column`` with each missing value replaced by the training ``statistic`` of its ``by`` group.
-
-    Groups unseen in training (or without values there) get the overall statistic; ``default`` is used when
-    the training column has no value at all. ``missing_alert``: ``{column}``, ``{value}``, ``{group}``,
-    ``{range}`` (the training range).
-    """
-
-    transform: Literal["group_impute"]
-    column: str
-    by: str
-    statistic: Literal["median", "mean"] = "median"
-    default: float = 0.0
-    missing_alert: str | None = None
-
-
-class DeriveHook(_Strict):
-    """The escape hatch: ``derive(columns) -> {output: values}`` loaded from ``module:function``."""
-
-    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-    outputs: dict[str, ColumnType] = Field(min_length=1)
-
-
-class Derive(_Strict):
-    """A derived-features entry computed by a Python function (see :class:`DeriveHook`)."""
-
-    derive: DeriveHook
-
-
-def _derived_tag(value: Any) -> str | None:
-    if isinstance(value, dict):
-        return "derive" if "derive" in value else value.get("transform")
-    return "derive" if isinstance(value, Derive) else getattr(value, "transform", None)
-
-
-Derived = Annotated[
-    Annotated[MissingIndicator, Tag("missing_indicator")]
-    | Annotated[Indicator, Tag("indicator")]
-    | Annotated[Ratio, Tag("ratio")]
-    | Annotated[Sum, Tag("sum")]
-    | Annotated[Product, Tag("product")]
-    | Annotated[Log1p, Tag("log1p")]
-    | Annotated[Clip, Tag("clip")]
-    | Annotated[Bucket, Tag("bucket")]
-    | Annotated[TokenCount, Tag("token_count")]
-    | Annotated[RegexExtract, Tag("regex_extract")]
-    | Annotated[GroupImpute, Tag("group_impute")]
-    | Annotated[Derive, Tag("derive")],
-    Discriminator(_derived_tag),
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from lifeboat.dataset.columns import (
+    NAME_PATTERN,
+    NUMBER_TYPES,
+    Column,
+    ColumnType,
+    Label,
+    Range,
+    Role,
+    Scalar,
+    Strict,
+    category_key,
+)
+from lifeboat.dataset.steps import (
+    Bucket,
+    Clip,
+    Condition,
+    Derive,
+    Derived,
+    DeriveHook,
+    GroupImpute,
+    Indicator,
+    Log1p,
+    MissingIndicator,
+    Product,
+    Ratio,
+    RegexExtract,
+    Rule,
+    Sum,
+    TokenCount,
+    When,
+)
+
+__all__ = [
+    "MODEL_FAMILIES",
+    "NUMBER_TYPES",
+    "Alerts",
+    "Bucket",
+    "Clip",
+    "Column",
+    "ColumnType",
+    "Condition",
+    "DatasetSpec",
+    "Derive",
+    "DeriveHook",
+    "Derived",
+    "Drift",
+    "Feature",
+    "Gate",
+    "GroupImpute",
+    "Indicator",
+    "Label",
+    "Log1p",
+    "MissingIndicator",
+    "Product",
+    "Range",
+    "Ratio",
+    "RegexExtract",
+    "Response",
+    "Role",
+    "Rule",
+    "Scalar",
+    "Sum",
+    "TokenCount",
+    "When",
+    "category_key",
 ]
 
+#: Model families the training step knows (lifeboat/training/train.py ``FAMILIES``).
+MODEL_FAMILIES: tuple[str, ...] = ("lr", "rf", "gbt")
 
-class Feature(_Strict):
+
+class Feature(Strict):
     """One model input (``numeric``) or one group of 0/1 inputs (``onehot``) made from a column.
 
     numeric: ``impute`` fills missing values with the training median or mean, or ``fill_value``.
@@ -279,7 +96,7 @@ class Feature(_Strict):
     """
 
     column: str
-    name: str | None = Field(None, pattern=_NAME)
+    name: str | None = Field(None, pattern=NAME_PATTERN)
     encoding: Literal["numeric", "onehot"] = "numeric"
     impute: Literal["none", "median", "mean", "constant"] = "none"
     fill_value: float | None = None
@@ -303,7 +120,7 @@ class Feature(_Strict):
         return [self.name or self.column]
 
 
-class Alerts(_Strict):
+class Alerts(Strict):
     """Which columns the per-row drift sentences check (defaults: see docs/dataset-spec.md)."""
 
     ranges: list[str] | None = None
@@ -311,7 +128,7 @@ class Alerts(_Strict):
     missing: list[str] | None = None
 
 
-class Drift(_Strict):
+class Drift(Strict):
     """Columns compared by the drift report, and the statistical test of each kind or column."""
 
     columns: list[str] | None = None
@@ -321,7 +138,7 @@ class Drift(_Strict):
     missing_indicators: bool = True
 
 
-class Gate(_Strict):
+class Gate(Strict):
     """Per-dataset overrides of the promotion gate (unset = the global ``LIFEBOAT_GATE_*`` settings)."""
 
     min_roc_auc: float | None = Field(None, ge=0, le=1)
@@ -338,14 +155,14 @@ class Gate(_Strict):
         return self.model_dump(exclude_none=True)
 
 
-class Response(_Strict):
+class Response(Strict):
     """Field names of a prediction in the HTTP answer."""
 
     prediction: str = "prediction"
     probability: str = "probability"
 
 
-class DatasetSpec(_Strict):
+class DatasetSpec(Strict):
     """One dataset: its raw columns, features, encoding, training, gate, drift and serving settings."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")

@@ -41,7 +41,7 @@ from lifeboat.dataset.models import (
 )
 
 if TYPE_CHECKING:
-    from lifeboat.dataset.encoder import FittedStatistics
+    from lifeboat.dataset.fitted import FittedStatistics
 
 Row = dict[str, Any]
 RowFunction = Callable[[Row], Any]
