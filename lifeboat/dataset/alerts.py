@@ -149,8 +149,7 @@ def _flagged(plan: AlertPlan, cols: Mapping[str, transforms.Values], n: int) -> 
         if imputer is not None:
             flagged |= np.isnan(values)
     for column, _, _, known in plan.categories:
-        keys = transforms.category_keys(cols[column])
-        flagged |= np.fromiter((k is not None and k not in known for k in keys), dtype=bool, count=n)
+        flagged |= transforms.unseen(cols[column], known)
     for column, _ in plan.late:
         flagged |= transforms.is_missing(cols[column])
     return flagged

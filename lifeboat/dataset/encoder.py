@@ -140,14 +140,14 @@ def _derive(
             cols[name] = transforms.apply_rules(found, cols, step.fallback)
         elif isinstance(step, GroupImpute):
             values = _num(cols, step.column)
-            keys = transforms.category_keys(cols[step.by])
             if learn:
+                keys = transforms.category_keys(cols[step.by])
                 groups = _vocabulary_of(spec, step.by)
                 table, overall = transforms.group_statistic(values, keys, groups, step.statistic)
                 stats.group_tables[name] = table
                 stats.group_overall[name] = step.default if overall is None else overall
             cols[name] = transforms.group_fill(
-                values, keys, stats.group_tables[name], stats.group_overall[name]
+                values, cols[step.by], stats.group_tables[name], stats.group_overall[name]
             )
 
 

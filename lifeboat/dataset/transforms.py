@@ -34,7 +34,16 @@ def read_text(values: Any, n: int) -> Text:
     """A raw column as stripped strings, None where missing or empty; ``None`` = absent column."""
     if values is None:
         return [None] * n
-    return [text_value(v) for v in values]
+    out: Text = []
+    append = out.append
+    for v in values:  # text_value inlined: this loop runs over every cell of a batch
+        if v.__class__ is str:
+            append(v.strip() or None)
+        elif v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA:
+            append(None)
+        else:
+            append(str(v).strip() or None)
+    return out
 
 
 def text_value(v: Any) -> str | None:
@@ -66,8 +75,23 @@ def category_keys(values: Values) -> Text:
     """Each entry as a category key; numbers are truncated to integers (``3.0`` and ``3.5`` -> ``"3"``, as
     integer columns are keyed); None where missing."""
     if isinstance(values, np.ndarray):
-        return [None if v != v else integer_key(v) for v in values.tolist()]
+        if len(values) <= 16:
+            return [None if v != v else integer_key(v) for v in values.tolist()]
+        distinct, inverse = np.unique(values, return_inverse=True)  # few distinct values: key each once
+        keys = [None if v != v else integer_key(v) for v in distinct.tolist()]
+        return [keys[j] for j in inverse.ravel().tolist()]
     return list(values)
+
+
+def unseen(values: Values, known: frozenset[str] | set[str]) -> np.ndarray:
+    """Where a present value's category key is not in ``known``."""
+    if isinstance(values, np.ndarray):
+        mask = np.zeros(len(values), dtype=bool)
+        for v in np.unique(values[~np.isnan(values)]).tolist():
+            if integer_key(v) not in known:
+                mask |= values == v
+        return mask
+    return np.fromiter((k is not None and k not in known for k in values), dtype=bool, count=len(values))
 
 
 def integer_key(value: float) -> str:
@@ -243,14 +267,14 @@ def group_statistic(
     return table, overall
 
 
-def group_fill(values: np.ndarray, keys: Text, table: Mapping[str, float], default: float) -> np.ndarray:
-    """``values`` with each NaN replaced by ``table[its key]`` (``default`` for unknown or missing keys)."""
-    missing = np.isnan(values)
-    if not missing.any():
+def group_fill(values: np.ndarray, groups: Values, table: Mapping[str, float], default: float) -> np.ndarray:
+    """``values`` with each NaN replaced by ``table[key of its group]`` (``default`` for unknown or missing
+    groups); only the missing rows' groups are looked at."""
+    missing = np.flatnonzero(np.isnan(values)).tolist()
+    if not missing:
         return values
     out = values.copy()
-    for i in np.flatnonzero(missing).tolist():
-        key = keys[i]
+    for i, key in zip(missing, category_keys(take(groups, missing)), strict=True):
         out[i] = table.get(key, default) if key is not None else default
     return out
 
