@@ -112,7 +112,7 @@ def _derive(
     """Add every derived column to ``cols`` in spec order (learning group statistics first when fitting)."""
     for step in spec.derived:
         if isinstance(step, Derive):
-            cols.update(_run_hook(step, cols, n))
+            cols.update(_run_hook(spec, step, cols, n))
             continue
         name = step.name
         if isinstance(step, MissingIndicator):
@@ -162,20 +162,24 @@ def _text(cols: Mapping[str, transforms.Values], name: str) -> transforms.Text:
     return transforms.category_keys(values) if isinstance(values, np.ndarray) else values
 
 
-def _run_hook(step: Derive, cols: dict[str, transforms.Values], n: int) -> dict[str, transforms.Values]:
-    result = _hook(step.derive.function)(dict(cols))
+def _run_hook(
+    spec: DatasetSpec, step: Derive, cols: dict[str, transforms.Values], n: int
+) -> dict[str, transforms.Values]:
+    """Call a ``derive`` function; what it returns is read like raw columns of the declared types."""
+    function = step.derive.function
+    result = _hook(function)(dict(cols))
     out: dict[str, transforms.Values] = {}
+    where = f"spec {spec.name!r}"
+    key = f"derived[{spec.derived.index(step)}].derive"
     for name, kind in step.derive.outputs.items():
         if name not in result:
-            raise DatasetSpecError("<derive>", step.derive.function, f"did not return the output {name!r}")
+            raise DatasetSpecError(where, key, f"{function} did not return the output {name!r}")
         values = result[name]
         out[name] = (
             transforms.read_numbers(values, n) if kind in NUMBER_TYPES else transforms.read_text(values, n)
         )
         if len(out[name]) != n:
-            raise DatasetSpecError(
-                "<derive>", step.derive.function, f"{name!r} has {len(out[name])} rows, not {n}"
-            )
+            raise DatasetSpecError(where, key, f"{function} gave {len(out[name])} rows of {name!r}, not {n}")
     return out
 
 

@@ -209,6 +209,35 @@ class DatasetSpec(Strict):
         return {c.name: c for c in self.columns}
 
     @property
+    def feature_names(self) -> list[str] | None:
+        """Matrix column names known before fitting; None when a one-hot feature takes its values from the
+        training data (then only the fitted encoder knows them)."""
+        names: list[str] = []
+        for feature in self.features:
+            if feature.encoding == "numeric":
+                names.append(feature.name or feature.column)
+                continue
+            values = self._declared_values(feature)
+            if values is None:
+                return None
+            prefix = feature.prefix or feature.name or feature.column
+            names.extend(f"{prefix}_{v}" for v in values)
+            if feature.unknown == "other":
+                names.append(f"{prefix}_other")
+        return names
+
+    def _declared_values(self, feature: Feature) -> list[str] | None:
+        if feature.values is not None:
+            return [str(v) for v in feature.values]
+        column = self.columns_by_name.get(feature.column)
+        if column is not None:
+            return column.vocabulary_keys
+        for step in self.derived:
+            if isinstance(step, RegexExtract) and step.name == feature.column:
+                return step.vocabulary
+        return None
+
+    @property
     def raw_columns(self) -> list[str]:
         """Raw column names in file order, the label excluded."""
         return [c.name for c in self.columns if c.role != "label"]

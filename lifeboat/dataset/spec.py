@@ -171,6 +171,9 @@ def _check_references(spec: DatasetSpec, file: str | Path) -> None:
                 raise DatasetSpecError(file, key, f"duplicate name {name!r}")
             types[name] = kind
             usable.add(name)
+    for name in spec.example:
+        if name not in spec.columns_by_name:
+            raise DatasetSpecError(file, f"example.{name}", "unknown column")
     seen: set[str] = set()
     for feature in spec.features:
         key = f"features.{feature.name or feature.column}"

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from lifeboat.dataset.features import FEATURE_NAMES
 from lifeboat.dataset.models import DatasetSpec
 from lifeboat.dataset.schema import COLUMN_NAMES
 from lifeboat.dataset.spec import DatasetSpecError, check_against_data, load_spec, parse_spec
@@ -55,6 +56,12 @@ def test_titanic_spec_describes_todays_platform(titanic_spec: DatasetSpec) -> No
     assert titanic_spec.alert_categories == ["Pclass", "Sex", "Embarked", "Title"]
     assert titanic_spec.drift_method("Age") == "wasserstein"
     assert titanic_spec.drift_method("Title") == "jensenshannon"
+    assert titanic_spec.feature_names == list(FEATURE_NAMES)
+
+
+def test_feature_names_need_fitting_without_a_declared_vocabulary(titanic_mapping: dict[str, Any]) -> None:
+    del titanic_mapping["derived"][0]["vocabulary"]
+    assert parse_spec(titanic_mapping).feature_names is None
 
 
 def test_gate_overrides_are_gate_config_fields(titanic_spec: DatasetSpec) -> None:
@@ -116,6 +123,7 @@ def test_defaults_of_a_minimal_spec() -> None:
         (lambda d: d["models"].update(svm={"C": [1]}), "models", "unknown model families"),
         (lambda d: column(d, "Age").update(range={"min": 5, "max": 1}), "columns.Age.range", "above max"),
         (lambda d: d["features"].append({"column": "Sex", "name": "sex"}), "features.sex", "onehot"),
+        (lambda d: d["example"].update(Deck="C"), "example.Deck", "unknown column"),
     ],
 )
 def test_bad_specs_are_refused_naming_the_key(
