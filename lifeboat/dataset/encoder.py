@@ -299,31 +299,42 @@ def _plans(fitted: FittedEncoder) -> tuple[RowPlan | None, AlertPlan]:
     return plans["rows"], plans["alerts"]
 
 
-def _encode_rows(
-    plan: RowPlan, columns: Mapping[str, Any], n: int, alerts: AlertPlan | None
-) -> tuple[np.ndarray, list[str]]:
-    """The few-rows path (see :mod:`lifeboat.dataset.rows`); raises UseColumns for odd values."""
-    rows: list[list[float]] = []
+def _encode_rows(plan: RowPlan, rows: Rows, alerts: AlertPlan | None) -> tuple[np.ndarray, list[str]] | None:
+    """The few-rows path (see :mod:`lifeboat.dataset.rows`); None when the rows need the column-wise path
+    (more than ``ROW_BY_ROW`` rows, or values whose IEEE result Python refuses to compute)."""
+    if isinstance(rows, pd.DataFrame):
+        if len(rows) > ROW_BY_ROW:
+            return None
+        rows = {c: rows[c].tolist() for c in rows.columns}
+    if isinstance(rows, Mapping):
+        columns, n = _as_columns(rows)
+        if n > ROW_BY_ROW:
+            return None
+        records = (plan.read(columns, i) for i in range(n))
+    else:
+        if len(rows) > ROW_BY_ROW:
+            return None
+        records = (plan.read_record(record) for record in rows)
+    encoded: list[list[float]] = []
     sentences: list[str] = []
-    for i in range(n):
-        row = plan.read(columns, i)
-        rows.append(plan.encode(row))
-        if alerts is not None:
-            sentences.append(sentence(alerts, row))
-    with np.errstate(over="ignore"):
-        return plan.matrix(rows), sentences
+    try:
+        for row in records:
+            encoded.append(plan.encode(row))
+            if alerts is not None:
+                sentences.append(sentence(alerts, row))
+    except (UseColumns, ArithmeticError, TypeError, ValueError):  # odd values: the column-wise path
+        return None
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, as in the column-wise path
+        return plan.matrix(encoded), sentences
 
 
 def _run(fitted: FittedEncoder, rows: Rows, with_alerts: bool) -> tuple[np.ndarray, list[str]]:
     row_plan, alert_plan = _plans(fitted)
+    if row_plan is not None:
+        done = _encode_rows(row_plan, rows, alert_plan if with_alerts else None)
+        if done is not None:
+            return done
     columns, n = _as_columns(rows)
-    if row_plan is not None and n <= ROW_BY_ROW:
-        if isinstance(columns, pd.DataFrame):
-            columns = {c: columns[c].tolist() for c in columns.columns}
-        try:
-            return _encode_rows(row_plan, columns, n, alert_plan if with_alerts else None)
-        except (UseColumns, ArithmeticError, TypeError, ValueError):  # odd values: the column-wise path
-            pass
     cols, n = _read(fitted.spec, columns, n)
     _derive(fitted.spec, fitted.statistics, cols, n, learn=False)
     matrix, _ = _assemble(fitted.spec, fitted.statistics, cols, n, learn=False)

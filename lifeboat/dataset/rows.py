@@ -87,6 +87,17 @@ class RowPlan:
             row[name] = transforms.text_value(values[i]) if values is not None else None
         return row
 
+    def read_record(self, record: Mapping[str, Any]) -> Row:
+        """:meth:`read` of one record (a dict of raw values; absent keys are missing values)."""
+        row: Row = {}
+        for name in self.numbers:
+            v = record.get(name)
+            row[name] = v if v.__class__ is float else transforms.number_value(v)
+        for name in self.texts:
+            v = record.get(name)
+            row[name] = (v.strip() or None) if v.__class__ is str else transforms.text_value(v)
+        return row
+
     def encode(self, row: Row) -> list[float]:
         """Add the derived columns to ``row`` and return its features (float64 values, in order)."""
         for name, function in self.derived:
@@ -189,10 +200,16 @@ def _regex(step: RegexExtract, types: Mapping[str, str]) -> RowFunction:
     rules = [(_when(rule.when, types), rule.value) for rule in step.fallback]
     column = step.column
 
+    search, group, mapping, unmapped = pattern.search, step.group, step.mapping, step.unmapped
+
     def extract(r: Row) -> str | None:
-        value = transforms.regex_extract([r[column]], pattern, step.group, step.mapping, step.unmapped)[0]
-        if value is not None:
-            return value
+        text = r[column]
+        match = search(text) if text is not None else None
+        if match is not None:  # as transforms.regex_extract
+            found = (match.group(group) or "").strip()
+            if mapping is None:
+                return found
+            return mapping.get(found, unmapped if unmapped is not None else found)
         for holds, rule_value in rules:
             if holds(r):
                 return rule_value
