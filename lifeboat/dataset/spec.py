@@ -185,15 +185,19 @@ def _check_references(spec: DatasetSpec, file: str | Path) -> None:
         if name in seen:
             raise DatasetSpecError(file, key, f"duplicate feature name {name!r}")
         seen.add(name)
-    for key, names in (
-        ("alerts.ranges", spec.alert_ranges),
-        ("alerts.categories", spec.alert_categories),
-        ("alerts.missing", spec.alerts.missing or []),
-        ("drift.columns", spec.drift_columns),
+    for key, names, known in (
+        ("alerts.ranges", spec.alert_ranges, usable),
+        ("alerts.categories", spec.alert_categories, usable),
+        ("alerts.missing", spec.alerts.missing or [], usable),
+        ("drift.columns", spec.drift_columns, types),
     ):
         for name in names:
-            if name not in types:
-                raise DatasetSpecError(file, key, f"unknown column {name!r}")
+            if name not in known:
+                raise DatasetSpecError(
+                    file,
+                    key,
+                    f"unknown column {name!r}" + (" (or not a feature column)" if name in types else ""),
+                )
     for name in spec.alert_ranges:
         if types[name] not in ("numeric", "integer"):
             raise DatasetSpecError(file, "alerts.ranges", f"{name!r} is {types[name]}, not numeric")

@@ -124,6 +124,7 @@ def test_defaults_of_a_minimal_spec() -> None:
         (lambda d: column(d, "Age").update(range={"min": 5, "max": 1}), "columns.Age.range", "above max"),
         (lambda d: d["features"].append({"column": "Sex", "name": "sex"}), "features.sex", "onehot"),
         (lambda d: d["example"].update(Deck="C"), "example.Deck", "unknown column"),
+        (lambda d: d["alerts"]["ranges"].append("PassengerId"), "alerts.ranges", "not a feature column"),
     ],
 )
 def test_bad_specs_are_refused_naming_the_key(
