@@ -102,10 +102,6 @@ def _hook(path: str) -> DeriveFunction:
 # --- the pipeline: derived columns, then the matrix ---------------------------------------------------
 
 
-def _integral(spec: DatasetSpec, column: str) -> bool:
-    return spec.column_types().get(column) in NUMBER_TYPES
-
-
 def _derive(
     spec: DatasetSpec, stats: FittedStatistics, cols: dict[str, transforms.Values], n: int, learn: bool
 ) -> None:

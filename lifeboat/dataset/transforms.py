@@ -238,6 +238,7 @@ def apply_rules(values: Text, columns: Mapping[str, Values], rules: Sequence[Rul
 
 
 def take(values: Values, rows: list[int]) -> Values:
+    """The entries of a column at ``rows``."""
     if isinstance(values, np.ndarray):
         return values[rows]
     return [values[i] for i in rows]
