@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 from pydantic import ValidationError
 
 from lifeboat.dataset.models import (
@@ -51,6 +50,10 @@ class DatasetSpecError(ValueError):
 
 def load_spec(path: str | Path) -> DatasetSpec:
     """Read and check ``data/<dataset>/dataset.yaml``."""
+    # PyYAML is imported here, not at the top: the server reads fitted encoders (JSON that embeds the
+    # spec) and needs no YAML parser (requirements-serving.txt has none).
+    import yaml
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

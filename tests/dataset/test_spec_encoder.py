@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,8 @@ from lifeboat.dataset.models import DatasetSpec
 from lifeboat.dataset.spec import DatasetSpecError, parse_spec
 
 pytestmark = pytest.mark.unit
+
+REPO = Path(__file__).resolve().parents[2]
 
 BASE: dict[str, Any] = {
     "PassengerId": 1,
@@ -275,3 +279,13 @@ def test_a_hook_that_forgets_an_output_is_refused(
     spec = parse_spec(with_hook(titanic_mapping, f"{HOOK}:broken"))
     with pytest.raises(DatasetSpecError, match="did not return the output 'hook_family'"):
         fit(spec, train_frame)
+
+
+def test_the_encoder_needs_no_yaml_parser_spark_or_airflow() -> None:
+    """The server imports the encoder (and loads fitted encoders from JSON) without PyYAML, Spark, Airflow."""
+    code = (
+        "import sys, lifeboat.dataset.encoder, lifeboat.dataset.validation; "
+        "print(sorted(m for m in ('yaml', 'pyspark', 'airflow') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert done.stdout.strip() == "[]"
