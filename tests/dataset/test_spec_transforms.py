@@ -127,3 +127,10 @@ def test_default_alerts_of_a_spec_without_templates(shop: FittedEncoder) -> None
         "price 900 is outside the training range 5–200; "
         "colour 'pink' was never seen in training (seen: blue, red)"
     )
+
+
+def test_no_rows_encode_to_an_empty_matrix(shop: FittedEncoder) -> None:
+    width = len(shop.feature_names)
+    assert encode(shop, []).shape == (0, width)
+    assert encode(shop, TRAIN.head(0)).shape == (0, width)
+    assert encode_with_alerts(shop, {"price": []})[1] == []
