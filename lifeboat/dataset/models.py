@@ -114,10 +114,6 @@ class Feature(Strict):
             raise ValueError("fill_value is required with impute: constant, and only then")
         return self
 
-    @property
-    def output_names(self) -> list[str]:
-        """Names of the matrix columns of a numeric feature (one-hot names need the fitted values)."""
-        return [self.name or self.column]
 
 
 class Alerts(Strict):
