@@ -115,7 +115,6 @@ class Feature(Strict):
         return self
 
 
-
 class Alerts(Strict):
     """Which columns the per-row drift sentences check (defaults: see docs/dataset-spec.md)."""
 
