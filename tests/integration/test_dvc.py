@@ -141,7 +141,7 @@ def test_failed_push_undoes_the_add(repo: Path, settings: Settings, raw_train_cs
     blocker.write_text("a remote cannot live under a file")
     _run([DVC, "remote", "modify", "bundled", "url", "not-a-folder/remote"], repo)
 
-    with pytest.raises(data.DataError, match=r"pushing .*titanic\.csv to the DVC remote failed"):
+    with pytest.raises(data.DataError, match=r"pushing .*train\.csv to the DVC remote failed"):
         data.add_and_push(csv, settings=settings)
 
     assert csv.is_file()
