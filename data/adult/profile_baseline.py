@@ -6,13 +6,14 @@ cross-validation (shuffled, seed 0) of
 
 * logistic regression: numeric columns median-imputed and standardised, categorical columns one-hot encoded
   (missing as its own level, unseen levels ignored), ``LogisticRegression(max_iter=2000)``;
-* ``HistGradientBoostingClassifier(random_state=0)`` with native categorical support (missing handled natively);
+* ``HistGradientBoostingClassifier(random_state=0)`` with native categorical support (and native missing
+  values);
 
 reporting ROC-AUC and accuracy (threshold 0.5) as mean ± standard deviation over the folds, and the same two
 models fitted on the original UCI train part (the first 32,561 rows) and scored on the test part (the last
 16,281 rows). Needs pandas and scikit-learn::
 
-    /work/main/.venv/bin/python data/adult/profile_baseline.py [--csv data/adult/raw/train.csv] [--json out.json]
+    .venv/bin/python data/adult/profile_baseline.py [--csv data/adult/raw/train.csv] [--json out.json]
 """
 
 from __future__ import annotations
@@ -111,9 +112,9 @@ def main() -> int:
     args = parser.parse_args()
 
     frame = load(args.csv)
-    X = frame[NUMERIC + CATEGORICAL]
+    x = frame[NUMERIC + CATEGORICAL]
     # The one-hot pipeline gets plain objects (NaN for missing); the boosting model pandas categoricals.
-    X_plain = X.astype({c: object for c in CATEGORICAL})
+    x_plain = x.astype({c: object for c in CATEGORICAL})
     y = frame[LABEL].to_numpy()
     result: dict[str, object] = {
         "versions": {"sklearn": sklearn.__version__, "pandas": pd.__version__, "numpy": np.__version__},
@@ -123,7 +124,7 @@ def main() -> int:
     }
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=SEED)
     for name, model in models().items():
-        data = X_plain if name == "logistic_regression" else X
+        data = x_plain if name == "logistic_regression" else x
         started = time.perf_counter()
         scores = cross_validate(model, data, y, cv=folds, scoring=("roc_auc", "accuracy"), n_jobs=1)
         result["cv"][name] = {
