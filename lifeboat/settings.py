@@ -204,3 +204,13 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """Return the process-wide settings (cached; call ``get_settings.cache_clear()`` to re-read)."""
     return Settings()
+
+
+@lru_cache(maxsize=64)
+def settings_for(dataset: str) -> Settings:
+    """The settings of one named dataset, whatever ``LIFEBOAT_DATASET`` says (the per-dataset DAGs use it).
+
+    Every other value comes from the environment as in :func:`get_settings`; cached per dataset
+    (``settings_for.cache_clear()`` re-reads).
+    """
+    return Settings(dataset=dataset)

@@ -1,4 +1,4 @@
-"""The steps of the retraining DAG (``dags/titanic_retrain.py``) as plain functions.
+"""The steps of the retraining DAGs (``<dataset>_retrain``, built in :mod:`.dags`) as plain functions.
 
 The DAG file only wires these together; each function takes the settings (and the run's parameters) and
 returns a small JSON-ready dict for XCom: paths, versions, counts and decisions, never data or models.

@@ -116,9 +116,8 @@ def lifeboat_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[
 
     return {
         "LIFEBOAT_STATE_DIR": str(paths.root),
-        "LIFEBOAT_RAW_DATA": absolute(Path(settings.raw_data)),
-        "LIFEBOAT_UNLABELLED_DATA": absolute(Path(settings.unlabelled_data)),
-        "LIFEBOAT_INCOMING_DIR": absolute(Path(settings.incoming_dir)),
+        # Each dataset's paths derive from the data root (data/<dataset>/...), so one stack serves them all.
+        "LIFEBOAT_DATA_ROOT": absolute(Path(settings.data_root)),
         "LIFEBOAT_MLFLOW_TRACKING_URI": where["mlflow"],
         "LIFEBOAT_MLFLOW_UI_URL": where["mlflow"],
         "LIFEBOAT_SERVING_URL": where["serving"],

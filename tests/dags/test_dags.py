@@ -37,9 +37,64 @@ def dagbag(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         os.environ.update(saved)
 
 
+#: The datasets shipped in the repository (a folder with a spec each).
+BUNDLED = sorted(p.parent.name for p in (REPO_ROOT / "data").glob("*/dataset.yaml"))
+
+
 def test_dag_files_import_without_errors(dagbag: Any) -> None:
+    assert {"titanic", "adult"} <= set(BUNDLED)
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"titanic_retrain", "titanic_rollback"}
+    assert set(dagbag.dag_ids) == {f"{d}_{kind}" for d in BUNDLED for kind in ("retrain", "rollback")}
+
+
+@pytest.mark.parametrize("dataset", BUNDLED)
+def test_every_dataset_gets_the_same_retrain_graph_on_its_own_data(dagbag: Any, dataset: str) -> None:
+    titanic = dagbag.dags["titanic_retrain"]
+    dag = dagbag.dags[f"{dataset}_retrain"]
+    assert {t.task_id: set(t.downstream_task_ids) for t in dag.tasks} == {
+        t.task_id: set(t.downstream_task_ids) for t in titanic.tasks
+    }
+    assert dataset in dag.tags
+    for task_id in ("preprocess", "train"):
+        assert dag.get_task(task_id).env_vars["LIFEBOAT_DATASET"] == dataset
+    assert [t.task_id for t in dagbag.dags[f"{dataset}_rollback"].topological_sort()] == [
+        "rollback",
+        "reload_serving",
+    ]
+
+
+def test_the_schedule_comes_from_the_spec_unless_the_setting_is_set(dagbag: Any) -> None:
+    import yaml
+
+    for dataset in BUNDLED:
+        spec = yaml.safe_load((REPO_ROOT / "data" / dataset / "dataset.yaml").read_text())
+        assert dagbag.dags[f"{dataset}_retrain"].timetable.expression == spec["schedule"]
+    assert (
+        dagbag.dags["adult_retrain"].timetable.expression
+        != dagbag.dags["titanic_retrain"].timetable.expression
+    )
+
+
+def test_a_spec_that_cannot_be_read_gets_a_dag_that_fails_with_the_reason(tmp_path: Path) -> None:
+    from lifeboat.orchestration.dags import InvalidSpecError, dataset_dags
+
+    for name, text in {"good": "name: good\nschedule: '0 5 * * *'\n", "broken": "name: [unclosed\n"}.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "dataset.yaml").write_text(text)
+    (tmp_path / "Not-A-Name").mkdir()
+    (tmp_path / "Not-A-Name" / "dataset.yaml").write_text("name: x\n")
+    (tmp_path / "renamed").mkdir()
+    (tmp_path / "renamed" / "dataset.yaml").write_text("name: other\n")
+    dags = dataset_dags(tmp_path)
+    assert set(dags) == {"good_retrain", "good_rollback", "broken_retrain", "renamed_retrain"}
+    assert dags["good_retrain"].timetable.expression == "0 5 * * *"
+    broken = dags["broken_retrain"]
+    assert [t.task_id for t in broken.tasks] == ["invalid_spec"]
+    assert type(broken.timetable).__name__ == "NullTimetable"
+    with pytest.raises(InvalidSpecError, match=r"broken/dataset.yaml: cannot be read as YAML"):
+        broken.get_task("invalid_spec").python_callable()
+    with pytest.raises(InvalidSpecError, match=r"name: must be the folder's name 'renamed', got 'other'"):
+        dags["renamed_retrain"].get_task("invalid_spec").python_callable()
 
 
 def test_retrain_task_graph(dagbag: Any) -> None:
@@ -80,7 +135,7 @@ def test_retrain_schedule_and_run_settings(dagbag: Any) -> None:
 
     defaults = Settings()
     dag = dagbag.dags["titanic_retrain"]
-    assert dag.timetable.expression == "0 2 * * *" == defaults.retrain_schedule
+    assert dag.timetable.expression == "0 2 * * *" == defaults.retrain_schedule  # also Titanic's spec
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md
@@ -123,7 +178,7 @@ def test_settings_drive_the_schedule(tmp_path: Path) -> None:
     code = (
         "from airflow.dag_processing.dagbag import DagBag;"
         f"b = DagBag(dag_folder={str(DAGS_DIR)!r});"
-        "print(b.dags['titanic_retrain'].timetable.expression)"
+        "print(b.dags['titanic_retrain'].timetable.expression, b.dags['adult_retrain'].timetable.expression)"
     )
     env = {
         **os.environ,
@@ -134,7 +189,7 @@ def test_settings_drive_the_schedule(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True
     )
-    assert done.stdout.strip().splitlines()[-1] == "30 4 * * 1"
+    assert done.stdout.strip().splitlines()[-1] == "30 4 * * 1 30 4 * * 1"
 
 
 @pytest.mark.parametrize("path", sorted(DAGS_DIR.glob("*.py")), ids=lambda p: p.name)

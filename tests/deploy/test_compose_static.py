@@ -186,6 +186,7 @@ def test_repository_files_named_in_the_services_exist(compose_project: ComposePr
     volumes = (
         "/opt/lifeboat/state",
         "/opt/lifeboat/data/titanic/incoming",
+        "/opt/lifeboat/data/adult/incoming",
         "/opt/lifeboat/data/titanic/raw/",
     )
     in_repo = {p for p in named if not p.startswith(volumes)}
@@ -402,14 +403,14 @@ def test_spark_executors_see_the_paths_of_the_driver(compose_project: ComposePro
     shared = {
         "/opt/lifeboat/state": "lifeboat-state",
         "/opt/lifeboat/data/titanic/incoming": "lifeboat-incoming",
+        "/opt/lifeboat/data/adult/incoming": "lifeboat-incoming-adult",
     }
     worker, driver = compose_project.service("spark-worker"), compose_project.service("airflow-scheduler")
     for name in ("spark-worker", "airflow-scheduler", "airflow-worker"):
         assert shared.items() <= mounts(name).items(), name
     for key in (
         "LIFEBOAT_STATE_DIR",
-        "LIFEBOAT_RAW_DATA",
-        "LIFEBOAT_INCOMING_DIR",
+        "LIFEBOAT_DATA_ROOT",
         "LIFEBOAT_SPARK_ADVERTISE_IP",
     ):
         assert worker.environment[key] == driver.environment[key], key

@@ -78,7 +78,8 @@ def test_environment_of_the_stack(tmp_path: Path) -> None:
         assert service.env["LIFEBOAT_MLFLOW_TRACKING_URI"] == "http://127.0.0.1:15000"
         assert service.env["LIFEBOAT_SERVING_URL"] == "http://127.0.0.1:18000"
         assert service.env["LIFEBOAT_RELOAD_TOKEN"] == found["reload_token"]
-        assert Path(service.env["LIFEBOAT_RAW_DATA"]).is_absolute()
+        assert Path(service.env["LIFEBOAT_DATA_ROOT"]) == (repo / "data").resolve()
+        assert "LIFEBOAT_RAW_DATA" not in service.env  # it would give every dataset the same file
         assert Path(service.env["LIFEBOAT_STATE_DIR"]) == (tmp_path / "state").resolve()
     assert "--port" in services["mlflow"].command
     assert "15000" in services["mlflow"].command
