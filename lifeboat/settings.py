@@ -30,6 +30,10 @@ DEFAULT_CV_SAMPLE_ROWS = 50_000
 #: The dataset of a fresh checkout, and what a dataset's name may be (a folder, a DAG id prefix, a URL part).
 DEFAULT_DATASET = "titanic"
 DATASET_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
+#: Settings that belong to one dataset: another dataset (``Settings.for_dataset``) never inherits them.
+DATASET_DERIVED_FIELDS = frozenset(
+    {"raw_data", "unlabelled_data", "incoming_dir", "reports_dir", "experiment_name", "model_name"}
+)
 #: Registered model names that predate the dataset platform and are kept (the MLflow history lives there).
 LEGACY_MODEL_NAMES = {"titanic": "titanic-survival"}
 
@@ -178,6 +182,17 @@ class Settings(BaseSettings):
     def artifact_root(self) -> Path:
         """Where a local (server-less) MLflow store keeps artifacts."""
         return (self.state_dir / "mlartifacts").resolve()
+
+    def for_dataset(self, dataset: str) -> Settings:
+        """These settings for another dataset: the same values, except those derived from the dataset."""
+        if dataset == self.dataset:
+            return self
+        kept = self.model_dump(include=self.model_fields_set - DATASET_DERIVED_FIELDS - {"dataset"})
+        return type(self)(**kept, dataset=dataset)
+
+    def known_datasets(self) -> list[str]:
+        """The datasets under ``data_root``: every folder holding a ``dataset.yaml``, sorted."""
+        return sorted(p.parent.name for p in self.data_root.glob("*/dataset.yaml"))
 
     @property
     def dataset_state_dir(self) -> Path:

@@ -36,13 +36,13 @@ import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
-from lifeboat.orchestration.ui_html import error_block, escape, format_time, page, sort_key
+from lifeboat.orchestration.ui_html import dataset_query, error_block, escape, format_time, page, sort_key
 from lifeboat.orchestration.ui_models import (
     DEFAULT_VERSIONS,
     MAX_VERSIONS,
@@ -50,7 +50,7 @@ from lifeboat.orchestration.ui_models import (
     registry_summary,
     render_models,
 )
-from lifeboat.settings import Settings, get_settings
+from lifeboat.settings import DATASET_NAME_PATTERN, Settings, get_settings
 
 # lifeboat.monitoring.drift (pandas) and lifeboat.registry.store (scikit-learn, MLflow) are imported inside
 # the functions that
@@ -59,6 +59,16 @@ from lifeboat.settings import Settings, get_settings
 logger = logging.getLogger(__name__)
 
 SettingsProvider = Callable[[], Settings]
+#: ``?dataset=NAME`` on every page: which dataset the page shows (default: the settings' dataset).
+DatasetQuery = Annotated[str | None, Query(pattern=DATASET_NAME_PATTERN)]
+
+
+class UnknownDatasetPageError(LookupError):
+    """A page was asked for a dataset that has no folder (answered with a 404 page)."""
+
+    def __init__(self, dataset: str) -> None:
+        super().__init__(dataset)
+        self.dataset = dataset
 
 
 _STATUS_LABELS = {"drift": "drift", "no_drift": "no drift", "not_enough_data": "not enough data"}
@@ -130,15 +140,16 @@ def render_drift_list(entries: Sequence[Mapping[str, Any]], settings: Settings) 
             f"<p>No drift report yet in <code>{escape(directory)}</code>. The retraining DAG's drift task "
             "(or <code>lifeboat drift</code>) writes one per run.</p>"
         )
-        return page("Drift reports", body)
+        return page("Drift reports", body, settings=settings)
+    query = dataset_query(settings)
     rows = []
     for entry in entries:
         name = str(entry["name"])
         link = quote(name, safe="")
         rows.append(
             "<tr>"
-            f'<td><a href="drift/{link}">{escape(name)}</a>'
-            f' <a class="muted" href="drift/{link}/summary.json">json</a></td>'
+            f'<td><a href="drift/{link}{query}">{escape(name)}</a>'
+            f' <a class="muted" href="drift/{link}/summary.json{query}">json</a></td>'
             f"<td>{escape(format_time(entry.get('created_at')))}</td>"
             f"<td>{_verdict_badge(entry)}</td>"
             f"<td>{_share_cell(entry)}</td>"
@@ -156,21 +167,22 @@ def render_drift_list(entries: Sequence[Mapping[str, Any]], settings: Settings) 
         + "".join(rows)
         + "</tbody></table>"
     )
-    return page("Drift reports", body)
+    return page("Drift reports", body, settings=settings)
 
 
 # --- models -----------------------------------------------------------------------------------------------
 
 
-def render_index() -> str:
-    """The app's small index page."""
+def render_index(settings: Settings | None = None) -> str:
+    """The app's small index page (about ``settings.dataset`` when given)."""
+    query = dataset_query(settings)
     body = (
         "<h1>lifeboat</h1><ul>"
-        '<li><a href="drift">Drift reports</a>: every Evidently report, newest first</li>'
-        '<li><a href="models">Models</a>: champion, previous champion, recent versions and their gate '
-        "decisions</li></ul>"
+        f'<li><a href="drift{query}">Drift reports</a>: every Evidently report, newest first</li>'
+        f'<li><a href="models{query}">Models</a>: champion, previous champion, recent versions and their '
+        "gate decisions</li></ul>"
     )
-    return page("lifeboat", body)
+    return page("lifeboat", body, settings=settings)
 
 
 # --- the app ----------------------------------------------------------------------------------------------
@@ -212,36 +224,54 @@ def create_ui_app(settings_provider: SettingsProvider = get_settings) -> FastAPI
         )
         return HTMLResponse(page("Error", body), status_code=500)
 
+    def dataset_settings(dataset: str | None) -> Settings:
+        """The page's settings: the provider's, for ``?dataset=`` when given (404 for an unknown one)."""
+        settings = settings_provider()
+        if dataset is None or dataset == settings.dataset:
+            return settings
+        if dataset not in settings.known_datasets():
+            raise UnknownDatasetPageError(dataset)
+        return settings.for_dataset(dataset)
+
+    @app.exception_handler(UnknownDatasetPageError)
+    async def _unknown_dataset(request: Request, exc: UnknownDatasetPageError) -> HTMLResponse:
+        known = ", ".join(settings_provider().known_datasets()) or "none"
+        body = f"<h1>Unknown dataset</h1><p>There is no dataset named <code>{escape(exc.dataset)}</code> " + (
+            f"(known: {escape(known)}).</p>"
+        )
+        return HTMLResponse(page("Unknown dataset", body), status_code=404)
+
     @app.get("/", response_class=HTMLResponse)
-    def index() -> HTMLResponse:
-        return HTMLResponse(render_index())
+    def index(dataset: DatasetQuery = None) -> HTMLResponse:
+        return HTMLResponse(render_index(dataset_settings(dataset)))
 
     @app.get("/drift", response_class=HTMLResponse)
-    def drift_list() -> HTMLResponse:
-        settings = settings_provider()
+    def drift_list(dataset: DatasetQuery = None) -> HTMLResponse:
+        settings = dataset_settings(dataset)
         try:
             entries = drift_reports(settings)
         except UnavailableError as exc:
             body = "<h1>Drift reports</h1>" + error_block("The drift report index cannot be read.", str(exc))
-            return HTMLResponse(page("Drift reports", body), status_code=503)
+            return HTMLResponse(page("Drift reports", body, settings=settings), status_code=503)
         return HTMLResponse(render_drift_list(entries, settings))
 
     @app.get("/drift/{name}", response_class=HTMLResponse)
-    def drift_report_page(name: str) -> Response:
+    def drift_report_page(name: str, dataset: DatasetQuery = None) -> Response:
+        settings = dataset_settings(dataset)
         try:
-            path = report_file(settings_provider(), name, "html")
+            path = report_file(settings, name, "html")
         except UnavailableError as exc:
             body = "<h1>Drift report</h1>" + error_block("The drift report index cannot be read.", str(exc))
-            return HTMLResponse(page("Drift report", body, root="../"), status_code=503)
+            return HTMLResponse(page("Drift report", body, root="../", settings=settings), status_code=503)
         if path is None:
             body = f"<h1>Drift report</h1><p>There is no drift report named <code>{escape(name)}</code>.</p>"
-            return HTMLResponse(page("Drift report", body, root="../"), status_code=404)
+            return HTMLResponse(page("Drift report", body, root="../", settings=settings), status_code=404)
         return FileResponse(path, media_type="text/html; charset=utf-8")
 
     @app.get("/drift/{name}/summary.json")
-    def drift_report_summary(name: str) -> JSONResponse:
+    def drift_report_summary(name: str, dataset: DatasetQuery = None) -> JSONResponse:
         try:
-            path = report_file(settings_provider(), name, "json")
+            path = report_file(dataset_settings(dataset), name, "json")
             if path is None:
                 return JSONResponse({"detail": f"no drift report named {name!r}"}, status_code=404)
             return JSONResponse(json.loads(path.read_text(encoding="utf-8")))
@@ -251,8 +281,10 @@ def create_ui_app(settings_provider: SettingsProvider = get_settings) -> FastAPI
             return JSONResponse({"detail": f"unreadable drift summary of {name!r}: {exc}"}, status_code=503)
 
     @app.get("/models", response_class=HTMLResponse)
-    def models(last: int = Query(DEFAULT_VERSIONS, ge=1, le=MAX_VERSIONS)) -> HTMLResponse:
-        settings = settings_provider()
+    def models(
+        last: int = Query(DEFAULT_VERSIONS, ge=1, le=MAX_VERSIONS), dataset: DatasetQuery = None
+    ) -> HTMLResponse:
+        settings = dataset_settings(dataset)
         try:
             summary = registry_summary(settings, last_n=last)
         except UnavailableError as exc:
@@ -263,7 +295,7 @@ def create_ui_app(settings_provider: SettingsProvider = get_settings) -> FastAPI
                 "Check that the MLflow server is running and that <code>LIFEBOAT_MLFLOW_TRACKING_URI</code> "
                 "(or <code>MLFLOW_TRACKING_URI</code>) points at it in the Airflow api-server's environment.",
             )
-            return HTMLResponse(page("Models", body), status_code=503)
+            return HTMLResponse(page("Models", body, settings=settings), status_code=503)
         return HTMLResponse(render_models(summary, settings))
 
     return app

@@ -6,7 +6,11 @@ import html
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from lifeboat.settings import Settings
 
 STYLE = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5rem;color:#1f2328;
@@ -25,6 +29,7 @@ white-space:nowrap}
 border-radius:6px;max-width:60rem} .error pre{white-space:pre-wrap;margin:.5rem 0 0}
 .cards{display:flex;flex-wrap:wrap;gap:1rem} .card{border:1px solid #d8dee4;border-radius:6px;
 padding:.75rem 1rem;min-width:18rem;flex:1 1 18rem;max-width:36rem} .card h2{margin-top:0}
+p.datasets a{margin-right:.6rem} p.datasets a.current{font-weight:600;color:#1f2328}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:0} dt{color:#59636e}
 dd{margin:0} ul.reasons{margin:0;padding-left:1.1rem}
 """
@@ -34,12 +39,34 @@ def escape(value: object) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def page(title: str, body: str, root: str = "") -> str:
-    """A complete HTML page; ``root`` is the relative path from the page to the app root ("" or "../")."""
+def dataset_query(settings: Settings | None) -> str:
+    """``?dataset=<name>`` for links that must stay on the page's dataset ("" without settings)."""
+    return "" if settings is None else f"?dataset={quote(settings.dataset, safe='')}"
+
+
+def dataset_selector(settings: Settings) -> str:
+    """Links to the same page for every known dataset, the current one marked."""
+    links = [
+        f'<a class="current" href="?dataset={quote(name, safe="")}">{escape(name)}</a>'
+        if name == settings.dataset
+        else f'<a href="?dataset={quote(name, safe="")}">{escape(name)}</a>'
+        for name in settings.known_datasets() or [settings.dataset]
+    ]
+    return f'<p class="datasets">Dataset: {" ".join(links)}</p>'
+
+
+def page(title: str, body: str, root: str = "", settings: Settings | None = None) -> str:
+    """A complete HTML page; ``root`` is the relative path from the page to the app root ("" or "../").
+
+    With ``settings``, the page is about its dataset: the navigation keeps it and a selector switches it.
+    """
+    query = dataset_query(settings)
     nav = (
-        f'<nav><a href="{root}drift">Drift reports</a><a href="{root}models">Models</a>'
-        f'<a href="{root or "./"}">lifeboat</a></nav>'
+        f'<nav><a href="{root}drift{query}">Drift reports</a><a href="{root}models{query}">Models</a>'
+        f'<a href="{root or "./"}{query}">lifeboat</a></nav>'
     )
+    if settings is not None:
+        body = dataset_selector(settings) + body
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

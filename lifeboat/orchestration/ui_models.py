@@ -226,7 +226,7 @@ def render_models(summary: Mapping[str, Any], settings: Settings) -> str:
             f"<p>No registered model named <code>{escape(model_name)}</code> in the MLflow registry {store} "
             "yet: the first retraining run that passes the gate registers and promotes one.</p>"
         )
-        return page("Models", body)
+        return page("Models", body, settings=settings)
     if ui is not None:
         model_url = ui + _MLFLOW_MODEL_ROUTE.format(name=quote(model_name, safe=""))
         mlflow_line = (
@@ -268,4 +268,4 @@ def render_models(summary: Mapping[str, Any], settings: Settings) -> str:
         + f"<h2>Recent versions (newest first, up to {len(rows)})</h2>"
         + table
     )
-    return page("Models", body)
+    return page("Models", body, settings=settings)

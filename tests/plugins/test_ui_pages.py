@@ -215,7 +215,7 @@ def test_each_report_link_opens_its_html_and_summary(reports_settings: Settings)
     report_dir = reports_settings.resolved_reports_dir
     for name, _, kind in REPORTS:
         url = urljoin(f"{BASE}drift", page.links[name])
-        assert url == f"{BASE}drift/{name}"
+        assert url == f"{BASE}drift/{name}?dataset=titanic"
         response = client.get(url)
         assert response.status_code == 200, url
         assert response.headers["content-type"] == "text/html; charset=utf-8"
@@ -228,8 +228,36 @@ def test_each_report_link_opens_its_html_and_summary(reports_settings: Settings)
     assert summary.json()["status"] == "drift"
     assert "Age" in summary.json()["drifted_columns"]
     # The navigation links of the pages lead to the other pages.
-    assert urljoin(f"{BASE}drift", page.links["Models"]) == f"{BASE}models"
-    assert urljoin(f"{BASE}drift", page.links["lifeboat"]) == BASE
+    assert urljoin(f"{BASE}drift", page.links["Models"]) == f"{BASE}models?dataset=titanic"
+    assert urljoin(f"{BASE}drift", page.links["lifeboat"]) == f"{BASE}?dataset=titanic"
+
+
+@pytest.mark.unit
+def test_the_pages_switch_dataset_with_the_selector(reports_settings: Settings) -> None:
+    client = ui_client(reports_settings)
+    titanic = client.get(f"{PREFIX}/drift")
+    assert titanic.status_code == 200
+    selector = parse(titanic.text).links
+    assert urljoin(f"{BASE}drift", selector["adult"]) == f"{BASE}drift?dataset=adult"
+    assert '<a class="current" href="?dataset=titanic">titanic</a>' in titanic.text
+    adult = client.get(f"{PREFIX}/drift?dataset=adult")
+    assert adult.status_code == 200
+    assert '<a class="current" href="?dataset=adult">adult</a>' in adult.text
+    # Adult's reports live in its own state folder: none yet, while Titanic's list shows its own.
+    assert "No drift report yet" in adult.text
+    assert str(reports_settings.state_dir / "adult" / "reports") in adult.text
+    assert "real-drift" in titanic.text
+    assert "real-drift" not in adult.text
+    assert client.get(f"{PREFIX}/drift/real-drift?dataset=adult").status_code == 404
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(("query", "status"), [("atlantis", 404), ("Bad%20Name", 422)])
+def test_an_unknown_dataset_is_a_clear_404(reports_settings: Settings, query: str, status: int) -> None:
+    response = ui_client(reports_settings).get(f"{PREFIX}/drift?dataset={query}")
+    assert response.status_code == status
+    if status == 404:
+        assert "There is no dataset named <code>atlantis</code> (known: adult, titanic)." in response.text
 
 
 @pytest.mark.unit
@@ -303,8 +331,8 @@ def test_index_page_links_to_both_pages(reports_settings: Settings) -> None:
     response = ui_client(reports_settings).get(BASE)
     assert response.status_code == 200
     links = parse(response.text).links
-    assert urljoin(BASE, links["Drift reports"]) == f"{BASE}drift"
-    assert urljoin(BASE, links["Models"]) == f"{BASE}models"
+    assert urljoin(BASE, links["Drift reports"]) == f"{BASE}drift?dataset=titanic"
+    assert urljoin(BASE, links["Models"]) == f"{BASE}models?dataset=titanic"
 
 
 # --- models -------------------------------------------------------------------------------------------------

@@ -116,3 +116,14 @@ def test_explicit_paths_and_names_win_over_the_dataset_defaults(settings_env: py
 def test_a_dataset_name_must_be_a_plain_lowercase_identifier(name: str) -> None:
     with pytest.raises(ValidationError, match="dataset"):
         Settings(dataset=name)
+
+
+def test_for_dataset_keeps_shared_values_and_drops_the_datasets_own(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.delenv("LIFEBOAT_DATASET", raising=False)
+    titanic = Settings(state_dir=Path("/srv/state"), seed=7, reports_dir=Path("/srv/reports"))
+    adult = titanic.for_dataset("adult")
+    assert (adult.dataset, adult.state_dir, adult.seed) == ("adult", Path("/srv/state"), 7)
+    assert adult.resolved_reports_dir == Path("/srv/state/adult/reports")
+    assert adult.model_name == "adult"
+    assert titanic.for_dataset("titanic") is titanic
+    assert {"adult", "titanic"} <= set(titanic.known_datasets())
