@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from lifeboat.orchestration.alerts import notify_failure
 from lifeboat.orchestration.pipeline import jobs_dir
+from lifeboat.orchestration.results import DriftStep, GateStep, PulledData, RolledBack
 from lifeboat.settings import DATASET_NAME_PATTERN, Settings, get_settings, settings_for
 
 if TYPE_CHECKING:
@@ -220,7 +221,7 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
             from lifeboat.orchestration import retrain
 
             with retrain.fail_without_retry(DataError):
-                return retrain.pull_data(settings_for(dataset))
+                return retrain.pull_data(settings_for(dataset)).to_xcom()
 
         @task
         def validate_data() -> dict[str, Any]:
@@ -228,13 +229,14 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
             from lifeboat.orchestration import retrain
 
             with retrain.fail_without_retry(DataValidationError):
-                return retrain.validate_data(settings_for(dataset))
+                return retrain.validate_data(settings_for(dataset)).to_xcom()
 
         @task
         def drift_report(pulled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
             from lifeboat.orchestration import retrain
 
-            return retrain.drift_report(settings_for(dataset), str(run_id), bool(pulled["new_data"]))
+            new_data = PulledData.model_validate(pulled).new_data
+            return retrain.drift_report(settings_for(dataset), str(run_id), new_data).to_xcom()
 
         @task.short_circuit
         def decide_training(
@@ -245,9 +247,11 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
             current = settings_for(dataset)
             with retrain.fail_without_retry(retrain.BadRunParams):
                 run_params = retrain.RunParams.from_params(params or {}, current)
-            decision = retrain.decide_training(current, run_params, pulled, drift)
-            logger.info("train: %s (%s)", decision["train"], decision["reason"])
-            return bool(decision["train"])
+            decision = retrain.decide_training(
+                current, run_params, PulledData.model_validate(pulled), DriftStep.model_validate(drift)
+            )
+            logger.info("train: %s (%s)", decision.train, decision.reason)
+            return decision.train
 
         @task(multiple_outputs=True)
         def plan_spark_jobs(
@@ -258,7 +262,7 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
             current = settings_for(dataset)
             with retrain.fail_without_retry(retrain.BadRunParams):
                 run_params = retrain.RunParams.from_params(params or {}, current)
-            return retrain.plan_spark_jobs(current, str(run_id), run_params)
+            return retrain.plan_spark_jobs(current, str(run_id), run_params).to_xcom()
 
         @task
         def evaluate_gate(run_id: str | None = None, params: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -266,26 +270,27 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
 
             current = settings_for(dataset)
             run_params = retrain.RunParams.from_params(params or {}, current)
-            return retrain.evaluate_gate(current, str(run_id), run_params)
+            return retrain.evaluate_gate(current, str(run_id), run_params).to_xcom()
 
         @task.branch
         def promotion_branch(gate: dict[str, Any]) -> str:
             from lifeboat.orchestration import retrain
 
-            return retrain.promotion_branch(gate, "promote", "no_promotion")
+            return retrain.promotion_branch(GateStep.model_validate(gate), "promote", "no_promotion")
 
         @task
         def promote(run_id: str | None = None) -> dict[str, Any]:
             from lifeboat.orchestration import retrain
 
-            return retrain.promote(settings_for(dataset), str(run_id))
+            return retrain.promote(settings_for(dataset), str(run_id)).to_xcom()
 
         @task
         def reload_serving(promoted: dict[str, Any]) -> dict[str, Any]:
             from lifeboat.orchestration import retrain
 
             with retrain.fail_without_retry(retrain.ReloadRefused):
-                return retrain.reload_serving(settings_for(dataset), str(promoted["version"]))
+                version = str(GateStep.model_validate(promoted).version)
+                return retrain.reload_serving(settings_for(dataset), version).to_xcom()
 
         # XComArgs stand for the values at run time (typed Any: the task signatures name the values).
         pulled: Any = pull_data()
@@ -348,14 +353,16 @@ def rollback_dag(entry: DatasetEntry) -> DAG:
                 params.get("requested_by") or getattr(dag_run, "triggering_user_name", None) or "airflow"
             )
             with retrain.fail_without_retry(RollbackError):
-                return retrain.rollback(settings_for(dataset), str(params.get("reason") or ""), actor)
+                reason = str(params.get("reason") or "")
+                return retrain.rollback(settings_for(dataset), reason, actor).to_xcom()
 
         @task
         def reload_serving(rolled_back: dict[str, Any]) -> dict[str, Any]:
             from lifeboat.orchestration import retrain
 
             with retrain.fail_without_retry(retrain.ReloadRefused):
-                return retrain.reload_serving(settings_for(dataset), str(rolled_back["restored_version"]))
+                restored = RolledBack.model_validate(rolled_back).restored_version
+                return retrain.reload_serving(settings_for(dataset), restored).to_xcom()
 
         rolled_back: Any = rollback()
         reload_serving(rolled_back)

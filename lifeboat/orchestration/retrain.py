@@ -19,6 +19,17 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from lifeboat.orchestration import pipeline
+from lifeboat.orchestration.results import (
+    DriftStep,
+    GateStep,
+    PulledData,
+    Reloaded,
+    RolledBack,
+    SparkPlan,
+    TrainingDecision,
+    ValidatedData,
+    ValidatedFile,
+)
 from lifeboat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -122,7 +133,7 @@ def fail_without_retry(*errors: type[BaseException]) -> Iterator[None]:
 # --- pull_data ----------------------------------------------------------------------------------------
 
 
-def pull_data(settings: Settings) -> dict[str, Any]:
+def pull_data(settings: Settings) -> PulledData:
     """``dvc pull`` the tracked data, then fingerprint the files a training run reads.
 
     ``new_data`` is true when the fingerprint differs from the champion's ``data_fingerprint`` tag (or
@@ -139,14 +150,14 @@ def pull_data(settings: Settings) -> dict[str, Any]:
     registry.configure_mlflow(settings)
     champion = registry.version_by_alias(settings.model_name, registry.CHAMPION)
     champion_fingerprint = (champion.tags or {}).get("data_fingerprint") if champion is not None else None
-    result = {
-        "files": [str(f.path) for f in fingerprint.files],
-        "rows": fingerprint.total_rows,
-        "data_fingerprint": current,
-        "champion_version": str(champion.version) if champion is not None else None,
-        "champion_data_fingerprint": champion_fingerprint,
-        "new_data": champion_fingerprint != current,
-    }
+    result = PulledData(
+        files=[str(f.path) for f in fingerprint.files],
+        rows=fingerprint.total_rows,
+        data_fingerprint=current,
+        champion_version=str(champion.version) if champion is not None else None,
+        champion_data_fingerprint=champion_fingerprint,
+        new_data=champion_fingerprint != current,
+    )
     logger.info(
         "data: %d file(s), %d rows, fingerprint %s (champion's: %s)",
         len(files),
@@ -160,25 +171,24 @@ def pull_data(settings: Settings) -> dict[str, Any]:
 # --- validate_data ------------------------------------------------------------------------------------
 
 
-def validate_data(settings: Settings) -> dict[str, Any]:
+def validate_data(settings: Settings) -> ValidatedData:
     """Validate every file a training run reads; raise ``DataValidationError`` naming file, row and column."""
     from lifeboat.data import versioning as data
     from lifeboat.dataset.schema import validate_csv
 
-    checked: list[dict[str, Any]] = []
-    total = 0
+    checked: list[ValidatedFile] = []
     for path in data.training_files(settings):
         summary = validate_csv(path)
-        checked.append({"path": str(path), "rows": summary.rows})
-        total += summary.rows
+        checked.append(ValidatedFile(path=str(path), rows=summary.rows))
+    total = sum(f.rows for f in checked)
     logger.info("validated %d file(s), %d rows: no problem found", len(checked), total)
-    return {"files": checked, "rows": total}
+    return ValidatedData(files=checked, rows=total)
 
 
 # --- drift_report -------------------------------------------------------------------------------------
 
 
-def drift_report(settings: Settings, run_id: str, new_data: bool) -> dict[str, Any]:
+def drift_report(settings: Settings, run_id: str, new_data: bool) -> DriftStep:
     """Write this run's drift report: the newest batch when there is new data, else the request window.
 
     Returns the report's summary without per-column detail (``status`` is ``skipped`` with the reason when
@@ -196,13 +206,13 @@ def drift_report(settings: Settings, run_id: str, new_data: bool) -> dict[str, A
         summary = monitoring.run_drift(settings, source, name=name)
     except (monitoring.MonitoringError, DriftError) as exc:
         logger.warning("no drift report for %s: %s", run_id, exc)
-        return {"name": name, "status": "skipped", "dataset_drift": False, "message": str(exc)}
+        return DriftStep(name=name, status="skipped", dataset_drift=False, message=str(exc))
     registry.configure_mlflow(settings)
     _log_drift_run(settings, summary, run_id)
     result = summary.to_dict()
     result.pop("columns", None)
     logger.info("drift report %s: %s", summary.name, summary.message)
-    return result
+    return DriftStep.model_validate(result)
 
 
 def _log_drift_run(settings: Settings, summary: Any, run_id: str) -> None:
@@ -224,66 +234,63 @@ def _log_drift_run(settings: Settings, summary: Any, run_id: str) -> None:
 
 
 def decide_training(
-    settings: Settings, params: RunParams, pulled: Mapping[str, Any], drift_summary: Mapping[str, Any]
-) -> dict[str, Any]:
+    settings: Settings, params: RunParams, pulled: PulledData, drift_summary: DriftStep
+) -> TrainingDecision:
     """Whether this run trains, and why: no champion yet, the run's override, or the drift policy."""
     from lifeboat.monitoring.drift import should_retrain
 
-    if not pulled.get("champion_version"):
-        return {"train": True, "reason": "no champion yet: the first model is trained"}
+    if not pulled.champion_version:
+        return TrainingDecision(train=True, reason="no champion yet: the first model is trained")
     if params.retrain_without_changes:
-        return {"train": True, "reason": "retrain_without_changes is set for this run"}
-    summary = None if drift_summary.get("status") == "skipped" else drift_summary
-    train, reason = should_retrain(summary, bool(pulled.get("new_data")), settings.drift_policy)
-    return {"train": train, "reason": reason}
+        return TrainingDecision(train=True, reason="retrain_without_changes is set for this run")
+    summary = None if drift_summary.status == "skipped" else drift_summary.model_dump(exclude_none=True)
+    train, reason = should_retrain(summary, pulled.new_data, settings.drift_policy)
+    return TrainingDecision(train=train, reason=reason)
 
 
-def plan_spark_jobs(settings: Settings, run_id: str, params: RunParams) -> dict[str, Any]:
+def plan_spark_jobs(settings: Settings, run_id: str, params: RunParams) -> SparkPlan:
     """The run folder and the spark-submit arguments of jobs/preprocess.py and jobs/train.py."""
     run_settings = params.apply(settings)
     folder = pipeline.run_dir(settings, folder_name(run_id))
     folder.mkdir(parents=True, exist_ok=True)
     preprocess_output = folder / "preprocess"
-    return {
-        "run_folder": folder_name(run_id),
-        "run_dir": str(folder.resolve()),
-        "preprocess_application": str(pipeline.jobs_dir() / "preprocess.py"),
-        "train_application": str(pipeline.jobs_dir() / "train.py"),
-        "preprocess_args": pipeline.preprocess_args(run_settings, preprocess_output),
-        "train_args": pipeline.train_args(
+    return SparkPlan(
+        run_folder=folder_name(run_id),
+        run_dir=str(folder.resolve()),
+        preprocess_application=str(pipeline.jobs_dir() / "preprocess.py"),
+        train_application=str(pipeline.jobs_dir() / "train.py"),
+        preprocess_args=pipeline.preprocess_args(run_settings, preprocess_output),
+        train_args=pipeline.train_args(
             run_settings, preprocess_output, folder / "train", list(params.families)
         ),
-    }
+    )
 
 
 # --- gate and promotion -------------------------------------------------------------------------------
 
 
-def evaluate_gate(settings: Settings, run_id: str, params: RunParams) -> dict[str, Any]:
+def evaluate_gate(settings: Settings, run_id: str, params: RunParams) -> GateStep:
     """Score challenger and champion on the run's holdout; record the decision (tags + ``gate.json``)."""
     result = pipeline.evaluate_run(params.apply(settings), folder_name(run_id), dry_run=params.dry_run)
     return _gate_summary(result)
 
 
-def promotion_branch(gate: Mapping[str, Any], promote_task: str, skip_task: str) -> str:
+def promotion_branch(gate: GateStep, promote_task: str, skip_task: str) -> str:
     """The task to follow the gate: ``promote_task`` only for a passed gate outside a dry run."""
-    if gate.get("passed") and not gate.get("dry_run"):
+    if gate.passed and not gate.dry_run:
         return promote_task
-    why = "dry run" if gate.get("dry_run") else "gate rejected the challenger"
-    logger.info("not promoting version %s: %s", gate.get("version"), why)
+    why = "dry run" if gate.dry_run else "gate rejected the challenger"
+    logger.info("not promoting version %s: %s", gate.version, why)
     return skip_task
 
 
-def promote(settings: Settings, run_id: str) -> dict[str, Any]:
+def promote(settings: Settings, run_id: str) -> GateStep:
     """Move the aliases after a passed gate (see :func:`lifeboat.orchestration.pipeline.promote_run`)."""
     return _gate_summary(pipeline.promote_run(settings, folder_name(run_id)))
 
 
-def _gate_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("model_name", "version", "passed", "promoted", "dry_run", "champion_version", "reasons")
-    summary = {k: result.get(k) for k in keys}
-    summary["demoted_version"] = result.get("demoted_version")
-    return summary
+def _gate_summary(result: Mapping[str, Any]) -> GateStep:
+    return GateStep.model_validate({k: result.get(k) for k in GateStep.model_fields})
 
 
 # --- reload_serving -----------------------------------------------------------------------------------
@@ -291,7 +298,7 @@ def _gate_summary(result: Mapping[str, Any]) -> dict[str, Any]:
 
 def reload_serving(
     settings: Settings, expected_version: str, *, poll_seconds: float = 1.0, timeout: float | None = None
-) -> dict[str, Any]:
+) -> Reloaded:
     """Tell the prediction server to reload, then wait until it serves ``expected_version``.
 
     Raises :class:`ServingReloadError` when the server is unreachable, refuses the reload, or does not
@@ -324,7 +331,7 @@ def reload_serving(
         )
     served = _wait_for_version(base, expected_version, wait, poll_seconds)
     logger.info("the prediction server at %s serves version %s", base, served)
-    return {"url": base, "served_version": served, "reload_status": response.status_code}
+    return Reloaded(url=base, served_version=served, reload_status=response.status_code)
 
 
 class ReloadRefused(ServingReloadError):  # noqa: N818
@@ -367,11 +374,11 @@ def _wait_for_version(base: str, expected: str, timeout: float, poll_seconds: fl
 # --- rollback -----------------------------------------------------------------------------------------
 
 
-def rollback(settings: Settings, reason: str, actor: str) -> dict[str, Any]:
+def rollback(settings: Settings, reason: str, actor: str) -> RolledBack:
     """Swap ``champion`` back to ``previous_champion`` (verified first) and record who and why."""
     from lifeboat.registry import promotion
     from lifeboat.registry import store as registry
 
     registry.configure_mlflow(settings)
     demoted, restored = promotion.rollback(settings.model_name, reason, actor)
-    return {"model_name": settings.model_name, "demoted_version": demoted, "restored_version": restored}
+    return RolledBack(model_name=settings.model_name, demoted_version=demoted, restored_version=restored)

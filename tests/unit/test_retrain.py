@@ -11,6 +11,7 @@ import pytest
 from pydantic import SecretStr
 
 from lifeboat.orchestration import pipeline, retrain
+from lifeboat.orchestration.results import DriftStep, GateStep, PulledData, SparkPlan
 from lifeboat.settings import Settings
 from tests.support.http_stub import http_stub
 
@@ -85,17 +86,29 @@ def test_folder_name_of_an_airflow_run_id() -> None:
 
 # --- decisions ---
 
-NEW = {"champion_version": "3", "new_data": True}
-SAME = {"champion_version": "3", "new_data": False}
-DRIFT = {"status": "drift", "dataset_drift": True, "drifted_columns": ["Age"]}
-NO_DRIFT = {"status": "no_drift", "dataset_drift": False, "drifted_columns": []}
-SKIPPED = {"status": "skipped", "dataset_drift": False, "message": "no batch"}
+
+def pulled_data(champion: str | None, new_data: bool) -> PulledData:
+    return PulledData(
+        files=["train.csv"],
+        rows=891,
+        data_fingerprint="b" if new_data else "a",
+        champion_version=champion,
+        champion_data_fingerprint="a" if champion else None,
+        new_data=new_data,
+    )
+
+
+NEW = pulled_data("3", True)
+SAME = pulled_data("3", False)
+DRIFT = DriftStep(name="r", status="drift", dataset_drift=True, drifted_columns=["Age"], message="drift")
+NO_DRIFT = DriftStep(name="r", status="no_drift", dataset_drift=False, message="no drift")
+SKIPPED = DriftStep(name="r", status="skipped", dataset_drift=False, message="no batch")
 
 
 @pytest.mark.parametrize(
     ("pulled", "drift", "force", "policy", "expected"),
     [
-        ({"champion_version": None, "new_data": True}, SKIPPED, False, "retrain_on_drift", True),
+        (pulled_data(None, True), SKIPPED, False, "retrain_on_drift", True),
         (SAME, NO_DRIFT, True, "retrain_on_drift", True),
         (NEW, DRIFT, False, "retrain_on_drift", True),
         (NEW, NO_DRIFT, False, "retrain_on_drift", False),
@@ -107,19 +120,44 @@ SKIPPED = {"status": "skipped", "dataset_drift": False, "message": "no batch"}
     ],
 )
 def test_decide_training(
-    tmp_path: Path, pulled: dict[str, Any], drift: dict[str, Any], force: bool, policy: str, expected: bool
+    tmp_path: Path, pulled: PulledData, drift: DriftStep, force: bool, policy: str, expected: bool
 ) -> None:
     settings = make_settings(tmp_path, drift_policy=policy)
     params = retrain.RunParams.from_params({"retrain_without_changes": force}, settings)
     decision = retrain.decide_training(settings, params, pulled, drift)
-    assert decision["train"] is expected
-    assert decision["reason"]
+    assert decision.train is expected
+    assert decision.reason
+
+
+def gate_step(passed: bool, dry_run: bool) -> GateStep:
+    return GateStep(
+        model_name="m",
+        version="2",
+        passed=passed,
+        promoted=False,
+        dry_run=dry_run,
+        champion_version="1",
+        reasons=[],
+    )
 
 
 def test_promotion_branch() -> None:
-    assert retrain.promotion_branch({"passed": True, "dry_run": False}, "promote", "skip") == "promote"
-    assert retrain.promotion_branch({"passed": True, "dry_run": True}, "promote", "skip") == "skip"
-    assert retrain.promotion_branch({"passed": False, "dry_run": False}, "promote", "skip") == "skip"
+    assert retrain.promotion_branch(gate_step(True, False), "promote", "skip") == "promote"
+    assert retrain.promotion_branch(gate_step(True, True), "promote", "skip") == "skip"
+    assert retrain.promotion_branch(gate_step(False, False), "promote", "skip") == "skip"
+
+
+def test_step_results_round_trip_through_xcom_and_refuse_unknown_keys() -> None:
+    from pydantic import ValidationError
+
+    for result in (NEW, DRIFT, SKIPPED, gate_step(True, False)):
+        pushed = result.to_xcom()
+        assert json.loads(json.dumps(pushed)) == pushed
+        assert type(result).model_validate(pushed) == result
+    with pytest.raises(ValidationError, match="new_dta"):
+        PulledData.model_validate({**NEW.to_xcom(), "new_dta": True})
+    with pytest.raises(ValidationError, match="status"):
+        DriftStep.model_validate({**DRIFT.to_xcom(), "status": "maybe"})
 
 
 def test_fail_without_retry_turns_listed_errors_into_airflow_fail_exceptions() -> None:
@@ -135,17 +173,15 @@ def test_plan_spark_jobs(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     params = retrain.RunParams.from_params({"families": ["lr"]}, settings)
     plan = retrain.plan_spark_jobs(settings, "manual__2026-01-01T00:00:00+00:00", params)
-    run_dir = Path(plan["run_dir"])
+    run_dir = Path(plan.run_dir)
     assert run_dir.is_dir()
     assert run_dir.parent == (tmp_path / "state" / "titanic" / "runs").resolve()
-    assert plan["preprocess_args"][plan["preprocess_args"].index("--output") + 1] == str(
-        run_dir / "preprocess"
-    )
-    train_args = plan["train_args"]
+    assert plan.preprocess_args[plan.preprocess_args.index("--output") + 1] == str(run_dir / "preprocess")
+    train_args = plan.train_args
     assert train_args[train_args.index("--families") + 1] == "lr"
     assert train_args[train_args.index("--input") + 1] == str(run_dir / "preprocess")
-    assert Path(plan["train_application"]).is_file()
-    json.dumps(plan)  # XCom-ready
+    assert Path(plan.train_application).is_file()
+    assert SparkPlan.model_validate(json.loads(json.dumps(plan.to_xcom()))) == plan  # XCom-ready
 
 
 # --- promotion from a recorded decision ---
@@ -191,7 +227,7 @@ def test_reload_then_wait_for_the_new_version(tmp_path: Path) -> None:
         stub.answer("POST", "/admin/reload", 200, {"old_version": "1", "new_version": "2"})
         stub.answer("GET", "/model", 200, {"model_version": "2"})
         result = retrain.reload_serving(serving_settings(tmp_path, stub.url), "2", poll_seconds=0.05)
-    assert result["served_version"] == "2"
+    assert result.served_version == "2"
     post = stub.received[0]
     assert post["headers"]["Authorization"] == f"Bearer {TOKEN}"
 

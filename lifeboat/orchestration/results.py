@@ -1,0 +1,115 @@
+"""The typed results of the retraining steps: what one task hands to the next (as XCom) or writes to a file.
+
+Each step of :mod:`lifeboat.orchestration.retrain` returns one of these models. A DAG task pushes
+``model_dump(mode="json")`` (XCom holds JSON), and the next task reads it back with ``model_validate``, so a
+renamed or missing key fails loudly at the boundary instead of turning into a silent ``None``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class StepResult(BaseModel):
+    """Base of the step results: immutable, unknown keys refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_xcom(self) -> dict[str, object]:
+        """The JSON-ready dict a task pushes as its XCom value."""
+        return self.model_dump(mode="json")
+
+
+class PulledData(StepResult):
+    """``pull_data``: the files a training run reads and whether the champion saw the same data."""
+
+    files: list[str]
+    rows: int
+    data_fingerprint: str
+    champion_version: str | None
+    champion_data_fingerprint: str | None
+    new_data: bool
+
+
+class ValidatedFile(StepResult):
+    """One training file that passed validation."""
+
+    path: str
+    rows: int
+
+
+class ValidatedData(StepResult):
+    """``validate_data``: every training file checked against the dataset's schema."""
+
+    files: list[ValidatedFile]
+    rows: int
+
+
+class DriftStep(StepResult):
+    """``drift_report``: the run's drift verdict without per-column detail (the report files hold it)."""
+
+    name: str
+    status: Literal["drift", "no_drift", "not_enough_data", "skipped"]
+    dataset_drift: bool
+    message: str
+    share_drifted: float | None = None
+    drift_share_threshold: float | None = None
+    drifted_columns: list[str] = []
+    reference_rows: int | None = None
+    current_rows: int | None = None
+    analysed_rows: int | None = None
+    min_rows: int | None = None
+    current_source: str | None = None
+    created_at: str | None = None
+    html_path: str | None = None
+    json_path: str | None = None
+    sampled: bool = False
+
+
+class TrainingDecision(StepResult):
+    """``decide_training``: whether the run trains, and why."""
+
+    train: bool
+    reason: str
+
+
+class SparkPlan(StepResult):
+    """``plan_spark_jobs``: the run folder and the spark-submit arguments of the two jobs."""
+
+    run_folder: str
+    run_dir: str
+    preprocess_application: str
+    train_application: str
+    preprocess_args: list[str]
+    train_args: list[str]
+
+
+class GateStep(StepResult):
+    """``evaluate_gate`` and ``promote``: the gate's decision on the challenger and what was done with it."""
+
+    model_name: str | None
+    version: str | None
+    passed: bool | None
+    promoted: bool | None
+    dry_run: bool | None
+    champion_version: str | None
+    reasons: list[str] | None
+    demoted_version: str | None = None
+
+
+class Reloaded(StepResult):
+    """``reload_serving``: the server answered the reload and serves the expected version."""
+
+    url: str
+    served_version: str
+    reload_status: int
+
+
+class RolledBack(StepResult):
+    """``rollback``: the champion moved back to the previous champion."""
+
+    model_name: str
+    demoted_version: str | None
+    restored_version: str
