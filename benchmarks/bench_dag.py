@@ -48,8 +48,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def parse_seconds(rounds: int) -> list[float]:
-    """Time DagBag over dags/ in fresh interpreters (Airflow imported before the clock starts)."""
+def parse_seconds(rounds: int, data_root: Path | None = None) -> list[float]:
+    """Time DagBag over dags/ in fresh interpreters (Airflow imported before the clock starts).
+
+    ``data_root`` (default: the repository's data/) decides how many datasets, hence DAGs, the file builds.
+    """
     code = (
         "import time, os;"
         "from airflow.dag_processing.dagbag import DagBag;"
@@ -61,12 +64,34 @@ def parse_seconds(rounds: int) -> list[float]:
     seconds = []
     with tempfile.TemporaryDirectory() as home:
         env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}
+        if data_root is not None:
+            env["LIFEBOAT_DATA_ROOT"] = str(data_root)
         for _ in range(rounds):
             done = subprocess.run(
                 [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
             )
             seconds.append(float(done.stdout.strip().splitlines()[-1]))
     return seconds
+
+
+def parse_by_dataset_count(rounds: int, counts: tuple[int, ...] = (1, 3)) -> dict[int, list[float]]:
+    """Parse times with 1 and 3 datasets: copies of Titanic's spec under a temporary data root, interleaved
+    round by round so that the machine's load weighs on both alike."""
+    spec = (REPO_ROOT / "data" / "titanic" / "dataset.yaml").read_text()
+    results: dict[int, list[float]] = {n: [] for n in counts}
+    with tempfile.TemporaryDirectory() as tmp:
+        roots = {}
+        for n in counts:
+            root = Path(tmp) / f"root{n}"
+            for i in range(n):
+                name = "titanic" if i == 0 else f"titanic_copy{i}"
+                (root / name).mkdir(parents=True)
+                (root / name / "dataset.yaml").write_text(spec.replace("name: titanic", f"name: {name}", 1))
+            roots[n] = root
+        for _ in range(rounds):
+            for n in counts:
+                results[n] += parse_seconds(1, roots[n])
+    return results
 
 
 def _watch_served(url: str, before: str | None, seen: dict[str, Any], stop: threading.Event) -> None:
@@ -141,7 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parse-rounds", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument(
+        "--parse-only", action="store_true", help="only the DAG parse time with 1 and 3 datasets (no stack)"
+    )
     args = parser.parse_args(argv)
+
+    if args.parse_only:
+        by_count = parse_by_dataset_count(args.parse_rounds)
+        medians = {n: statistics.median(v) for n, v in by_count.items()}
+        print("| datasets | DAGs | parse median (s) | all rounds (s) |\n|---|---|---|---|")
+        for n, values in by_count.items():
+            print(f"| {n} | {2 * n} | {medians[n]:.3f} | {', '.join(f'{v:.3f}' for v in values)} |")
+        print(
+            f"\n3 datasets / 1 dataset: {medians[3] / medians[1]:.2f}x; load average {os.getloadavg()[0]:.1f}"
+        )
+        return 0
 
     parse = parse_seconds(args.parse_rounds)
     families = args.families.split(",") if args.families else None
