@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from lifeboat.dataset.encoder import encode, fit
-from lifeboat.dataset.models import DatasetSpec
+from lifeboat.dataset.infer import infer_spec
+from lifeboat.dataset.models import Column, DatasetSpec
 from lifeboat.dataset.spec import check_against_data, load_spec
 from lifeboat.dataset.validation import validate_csv
 
@@ -102,3 +103,16 @@ def test_the_encoder_fits_and_encodes_every_row(adult_spec: DatasetSpec, adult_f
     other = names.index("workclass_other")
     assert matrix[:, other].sum() == adult_frame["workclass"].isna().sum()
     assert matrix[:, names.index("age")].min() == 17
+
+
+def test_the_inferred_draft_agrees_with_the_spec(adult_spec: DatasetSpec) -> None:
+    """`lifeboat dataset init` on Adult's CSV infers the columns written by hand (descriptions aside)."""
+    cells = pd.read_csv(ADULT / "raw" / "train.csv", dtype=str, keep_default_na=False, na_values=[""])
+    draft = infer_spec(cells, "adult", "income_over_50k")
+    written = [c.model_dump(exclude={"description"}, exclude_defaults=True) for c in adult_spec.columns]
+    inferred = [Column.model_validate(c).model_dump(exclude_defaults=True) for c in draft.spec["columns"]]
+    assert inferred == written
+    features = [f.model_dump(exclude_defaults=True) for f in adult_spec.features]
+    by_column = sorted(draft.spec["features"], key=lambda f: f["column"])
+    assert by_column == sorted(features, key=lambda f: f["column"])  # the spec puts the numbers first
+    assert draft.spec["example"] == adult_spec.example

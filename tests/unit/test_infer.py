@@ -23,6 +23,7 @@ from lifeboat.dataset.infer import (
     widened_range,
 )
 from lifeboat.dataset.spec import check_against_data, load_spec
+from lifeboat.dataset.validation import validate_csv
 
 pytestmark = pytest.mark.unit
 
@@ -259,3 +260,30 @@ def test_tables_a_spec_cannot_hold_are_refused() -> None:
     only_text = pd.DataFrame({"note": [f"n{i}" for i in range(10)], "y": ["0", "1"] * 5})
     with pytest.raises(InferenceError, match="no column can be a feature"):
         infer_spec(only_text, "d", "y")
+
+
+@pytest.mark.parametrize(
+    ("labels", "positive", "expected"),
+    [
+        (["0", "1"], None, 1),
+        (["true", "false"], None, True),
+        (["True", "False"], None, True),
+        (["no", "yes"], None, "yes"),
+        (["cat", "dog"], "dog", "dog"),
+        (["1", "2"], "2", 2),
+    ],
+)
+def test_every_kind_of_label_round_trips(
+    labels: list[str], positive: str | None, expected: object, tmp_path: Path
+) -> None:
+    frame = pd.DataFrame({"x": [str(i) for i in range(40)], "y": labels * 20})
+    text, cells = as_csv(frame)
+    path = tmp_path / "dataset.yaml"
+    path.write_text(render_yaml(infer_spec(cells, "kinds", "y", positive=positive), "draft"))
+    spec = load_spec(path)
+    assert spec.label.positive == expected
+    check_against_data(spec, pd.read_csv(io.StringIO(text)), path)
+    csv = tmp_path / "train.csv"
+    csv.write_text(text)
+    summary = validate_csv(spec, csv)
+    assert summary.positive_rate == pytest.approx(0.5)
