@@ -10,10 +10,34 @@ from lifeboat.cli import EXIT_BAD_DATA, EXIT_OK, arg, command, print_error
 from lifeboat.settings import get_settings
 
 ACTIONS = ("init", "validate", "list")
+INIT_USAGE = (
+    "usage: lifeboat dataset init NAME --from FILE --label COLUMN [--positive VALUE] [--id COLUMN] [--force]"
+)
 
 
 class DatasetUsageError(ValueError):
     """The arguments do not fit the action (e.g. ``init`` without ``--from``)."""
+
+
+#: Options that only one action takes: dest -> (flag, action).
+ACTION_OPTIONS = {
+    "source": ("--from", "init"),
+    "label": ("--label", "init"),
+    "positive": ("--positive", "init"),
+    "id_column": ("--id", "init"),
+    "force": ("--force", "init"),
+    "all_datasets": ("--all", "validate"),
+    "as_json": ("--json", "list"),
+}
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Refuse an option given to an action that does not take it (it would be silently ignored)."""
+    for dest, (flag, action) in ACTION_OPTIONS.items():
+        if getattr(args, dest) not in (None, False) and args.action != action:
+            raise DatasetUsageError(f"{flag} is an option of `lifeboat dataset {action}`, not {args.action}")
+    if args.action == "list" and args.name is not None:
+        raise DatasetUsageError("`lifeboat dataset list` takes no NAME")
 
 
 @command(
@@ -40,6 +64,7 @@ class DatasetUsageError(ValueError):
 )
 def _dataset(args: argparse.Namespace) -> int:
     try:
+        _check_options(args)
         if args.action == "init":
             return _init(args)
         if args.action == "validate":
@@ -54,9 +79,7 @@ def _init(args: argparse.Namespace) -> int:
     from lifeboat.data.datasets import DatasetFolderError, InferenceError, create_dataset
 
     if args.name is None or args.source is None or args.label is None:
-        raise DatasetUsageError(
-            "usage: lifeboat dataset init NAME --from FILE --label COLUMN [--positive VALUE]"
-        )
+        raise DatasetUsageError(INIT_USAGE)
     try:
         check, pointer = create_dataset(
             args.name,
@@ -105,12 +128,13 @@ def _list(args: argparse.Namespace) -> int:
     if args.as_json:
         print(json.dumps([e.as_dict() for e in entries], indent=2))
         return EXIT_OK
+    names = max((len(e.name) for e in entries), default=0)
+    models = max((len(e.registered_model or "") for e in entries), default=0)
     for e in entries:
         rows = f"{e.rows} rows" if e.rows is not None else "not pulled"
         if e.error is not None:
-            print(f"{e.name}  invalid spec  {rows}  ({e.error})")
+            print(f"{e.name:<{names}}  invalid spec: {e.error}  ({rows})")
             continue
-        print(
-            f"{e.name}  model {e.registered_model}  {rows}  spec {(e.fingerprint or '')[:FINGERPRINT_PREFIX]}"
-        )
+        fingerprint = (e.fingerprint or "")[:FINGERPRINT_PREFIX]
+        print(f"{e.name:<{names}}  model {e.registered_model:<{models}}  {rows:>12}  spec {fingerprint}")
     return EXIT_OK
