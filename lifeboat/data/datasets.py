@@ -203,9 +203,11 @@ def check_dataset(name: str, settings: Settings | None = None) -> DatasetCheck:
 
 
 def dataset_names(settings: Settings | None = None) -> list[str]:
-    """Names of the folders of the data root that hold a ``dataset.yaml``, sorted."""
+    """Names of the folders of the data root that hold a ``dataset.yaml``, sorted (folders whose name is not
+    a dataset name, such as the hidden staging folder of an interrupted ``init``, are skipped)."""
     root = (settings or get_settings()).data_root
-    return sorted(path.parent.name for path in root.glob(f"*/{SPEC_FILE}") if path.is_file())
+    names = (path.parent.name for path in root.glob(f"*/{SPEC_FILE}") if path.is_file())
+    return sorted(name for name in names if re.match(DATASET_NAME_PATTERN, name))
 
 
 def list_datasets(settings: Settings | None = None) -> list[DatasetEntry]:
