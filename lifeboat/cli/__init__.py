@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 # The subcommands register themselves (@command) when their modules are imported: last, as they use the above.
-from lifeboat.cli import data, drift, models, stack  # noqa: E402, F401
+from lifeboat.cli import data, dataset, drift, models, stack  # noqa: E402, F401
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -17,41 +15,23 @@ import pytest
 
 from lifeboat.data import versioning as data
 from lifeboat.settings import Settings
+from tests.support.dvc_repo import DVC, GIT_IDENTITY, init_repo
+from tests.support.dvc_repo import remote_object as _remote_object
+from tests.support.dvc_repo import run as _run
 
 pytestmark = pytest.mark.integration
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DVC = str(Path(sys.executable).parent / "dvc")
-GIT_IDENTITY = ["-c", "user.name=lifeboat tests", "-c", "user.email=tests@lifeboat.invalid"]
-
-
-def _run(args: list[str], cwd: Path) -> str:
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
-    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes()).hexdigest()
 
 
-def _remote_object(remote: Path, md5: str) -> Path:
-    return remote / "files" / "md5" / md5[:2] / md5[2:]
-
-
 @pytest.fixture(scope="module")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A git + DVC repository whose default remote is the folder ``remote/`` inside it (built once)."""
-    root = tmp_path_factory.mktemp("template") / "repo"
-    root.mkdir()
-    _run(["git", "init", "-q"], root)
-    _run([DVC, "init", "-q"], root)
-    # What `dvc config` / `dvc remote add -d bundled remote` would write, without four more DVC runs.
-    (root / ".dvc" / "config").write_text(
-        "[core]\n    analytics = false\n    check_update = false\n    autostage = false\n"
-        "    remote = bundled\n['remote \"bundled\"']\n    url = ../remote\n"
-    )
-    return root
+    return init_repo(tmp_path_factory.mktemp("template") / "repo")
 
 
 @pytest.fixture

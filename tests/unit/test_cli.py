@@ -179,7 +179,7 @@ def _required_arguments(name: str) -> list[str]:
         if argument.options.get("required"):
             values += [argument.flags[0], "x"]
         elif not argument.flags[0].startswith("-"):
-            values.append("x")
+            values.append(str(argument.options["choices"][0]) if "choices" in argument.options else "x")
     return values
 
 
