@@ -107,6 +107,16 @@ def urls(settings: Settings) -> dict[str, str]:
     }
 
 
+def overridden_paths(settings: Settings) -> dict[str, Path]:
+    """The data paths set to something else than their dataset's default folder (by value)."""
+    defaults = Settings(dataset=settings.dataset, data_root=settings.data_root)
+    return {
+        name: getattr(settings, name)
+        for name in ("raw_data", "unlabelled_data", "incoming_dir")
+        if Path(getattr(settings, name)) != Path(getattr(defaults, name))
+    }
+
+
 def lifeboat_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[str, str]) -> dict[str, str]:
     """The ``LIFEBOAT_*`` settings every process of the stack shares (absolute paths, loopback URLs)."""
     where = urls(settings)
@@ -118,6 +128,11 @@ def lifeboat_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[
         "LIFEBOAT_STATE_DIR": str(paths.root),
         # Each dataset's paths derive from the data root (data/<dataset>/...), so one stack serves them all.
         "LIFEBOAT_DATA_ROOT": absolute(Path(settings.data_root)),
+        # A path set away from its dataset's folder is passed on as set (it then applies to every dataset).
+        **{
+            f"LIFEBOAT_{name.upper()}": absolute(Path(value))
+            for name, value in overridden_paths(settings).items()
+        },
         "LIFEBOAT_MLFLOW_TRACKING_URI": where["mlflow"],
         "LIFEBOAT_MLFLOW_UI_URL": where["mlflow"],
         "LIFEBOAT_SERVING_URL": where["serving"],

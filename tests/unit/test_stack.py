@@ -185,3 +185,12 @@ def test_a_service_that_dies_at_start_reports_its_log(tmp_path: Path) -> None:
     )
     with pytest.raises(processes.StackError, match=r"broken exited during start-up(.|\n)*cannot bind"):
         processes.ensure_running(broken, paths, print)
+
+
+def test_a_data_path_set_away_from_its_dataset_reaches_the_stack(tmp_path: Path) -> None:
+    settings = Settings(state_dir=tmp_path / "state", incoming_dir=tmp_path / "batches")
+    paths = processes.StackPaths.from_settings(settings)
+    repo = Path(__file__).resolve().parents[2]
+    for service in stack.services(settings, repo, paths):
+        assert service.env["LIFEBOAT_INCOMING_DIR"] == str((tmp_path / "batches").resolve())
+        assert "LIFEBOAT_RAW_DATA" not in service.env
