@@ -30,6 +30,7 @@ ROWS ?= 20
 URL ?= http://127.0.0.1:8000
 BENCH_ARGS ?=
 PROMOTION_ARGS ?=
+NEWCOMER_ARGS ?=
 
 .PHONY: help venv venv-dev lock check-java lint format test test-unit pull run stop status preprocess train serve smoke bench bench-dag bench-training bench-promotion bench-newcomer clean
 
@@ -136,6 +137,9 @@ bench-training: venv check-java pull ## only the retraining-scale benchmark: pre
 
 bench-promotion: venv check-java pull ## only the promotion-to-served benchmark: alias change -> first answer of the new version (PROMOTION_ARGS: options)
 	"$(BIN)/python" benchmarks/bench_promotion.py $(PROMOTION_ARGS)
+
+bench-newcomer: ## a newcomer's first minutes: fresh clones, cold caches, make venv with uv vs pip by phase (NEWCOMER_ARGS: --repeats N, --run, ...)
+	"$(PYTHON)" benchmarks/bench_newcomer.py $(NEWCOMER_ARGS)
 
 clean: ## remove lifeboat's local state (.lifeboat: MLflow store, runs, reports) after confirmation
 	@if [ ! -e .lifeboat ]; then echo "nothing to clean: .lifeboat does not exist"; exit 0; fi; \
