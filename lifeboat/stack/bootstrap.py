@@ -64,7 +64,7 @@ class BootstrapError(RuntimeError):
 
 
 def lock_pins(lock: Path) -> dict[str, str]:
-    """The ``name==version`` pins of a requirements lock file, by normalized name."""
+    """The ``name==version`` pins of a requirements or lock file, by normalized name."""
     pins: dict[str, str] = {}
     for line in lock.read_text().splitlines():
         match = _PIN.match(line)

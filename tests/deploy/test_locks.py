@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lifeboat.stack.bootstrap import LOCKS, lock_pins, normalize
+from lifeboat.stack.bootstrap import LOCKS, lock_pins
 from tests.deploy.conftest import AIRFLOW_DOCKERFILE, REPO_ROOT, SERVING_DOCKERFILE
 
 pytestmark = pytest.mark.unit
@@ -27,17 +27,6 @@ KEY_PACKAGES = (
     "numpy",
     "scikit-learn",
 )
-
-
-def requirement_pins(path: Path) -> dict[str, str]:
-    """``name==version`` lines of a requirements file (comments dropped), by normalized name."""
-    pins: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line:
-            name, _, version = line.partition("==")
-            pins[normalize(name)] = version
-    return pins
 
 
 def lock_entries(path: Path) -> list[str]:
@@ -68,13 +57,19 @@ def test_every_direct_requirement_is_locked_at_its_pin(lock: Path) -> None:
     inputs = dict(LOCKS)[lock.name]
     pins = lock_pins(lock)
     for source in inputs:
-        for name, version in requirement_pins(REPO_ROOT / source).items():
+        lines = [
+            line for line in (REPO_ROOT / source).read_text().splitlines() if line.split("#", 1)[0].strip()
+        ]
+        assert len(lock_pins(REPO_ROOT / source)) == len(lines), (
+            f"{source}: every requirement is name==version"
+        )
+        for name, version in lock_pins(REPO_ROOT / source).items():
             assert pins.get(name) == version, f"{lock.name}: {name} {pins.get(name)} != {source}'s {version}"
 
 
 @pytest.mark.parametrize("lock", LOCK_FILES[:3], ids=lambda p: p.name)
 def test_the_locks_keep_the_versions_of_the_constraints(lock: Path) -> None:
-    constraints = requirement_pins(REPO_ROOT / "constraints.txt")
+    constraints = lock_pins(REPO_ROOT / "constraints.txt")
     pins = lock_pins(lock)
     differ = {n: (v, constraints[n]) for n, v in pins.items() if n in constraints and constraints[n] != v}
     assert differ == {}
@@ -83,12 +78,12 @@ def test_the_locks_keep_the_versions_of_the_constraints(lock: Path) -> None:
 
 
 def test_the_dev_set_is_only_in_the_dev_lock() -> None:
-    dev = requirement_pins(REPO_ROOT / "requirements-dev.txt")
+    dev = lock_pins(REPO_ROOT / "requirements-dev.txt")
     runtime = lock_pins(REPO_ROOT / "requirements.lock")
     dev_lock = lock_pins(REPO_ROOT / "requirements-dev.lock")
     assert {"pytest", "pytest-timeout", "ruff", "mypy"} <= set(dev)
     assert not set(dev) & set(runtime), "test and lint tools leaked into the runtime lock"
-    assert not set(dev) & set(requirement_pins(REPO_ROOT / "requirements.txt"))
+    assert not set(dev) & set(lock_pins(REPO_ROOT / "requirements.txt"))
     # The dev lock is the runtime lock plus the tools, at the same versions.
     assert {n: dev_lock.get(n) for n in runtime} == runtime
 
