@@ -136,10 +136,11 @@ class InstallProgress:
 class Bootstrap:
     """Runs the phases, writes every installer line to the log and one line per phase to ``out``."""
 
-    def __init__(self, log: Path, out: TextIO = sys.stdout, clock: float | None = None) -> None:
+    def __init__(self, log: Path, out: TextIO = sys.stdout, started: float | None = None) -> None:
+        """``started``: the ``time.monotonic()`` the elapsed times count from (default: now)."""
         self.log = log
         self.out = out
-        self.started = time.monotonic() if clock is None else clock
+        self.started = time.monotonic() if started is None else started
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("")
 
