@@ -151,6 +151,18 @@ def table(rounds: list[Round]) -> str:
     return "\n".join(lines)
 
 
+def write_json(output: Path, target: str, rounds: list[Round]) -> None:
+    """The rounds so far, with the machine and the time."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    report = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version},
+        "target": target,
+        "rounds": [asdict(r) for r in rounds],
+    }
+    output.write_text(json.dumps(report, indent=2))
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -179,19 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                 + (f"; make run {outcome.run_seconds:.0f} s" if outcome.run_seconds is not None else ""),
                 flush=True,
             )
+            write_json(
+                args.output, args.target, rounds
+            )  # after every round: a run cut short keeps its rounds
     print(table(rounds))
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(
-        json.dumps(
-            {
-                "when": datetime.now(UTC).isoformat(timespec="seconds"),
-                "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": sys.version},
-                "target": args.target,
-                "rounds": [asdict(r) for r in rounds],
-            },
-            indent=2,
-        )
-    )
     print(f"JSON: {args.output}")
     return 0
 
