@@ -160,9 +160,14 @@ class Bootstrap:
             log.write(f"$ {' '.join(command)}\n")
             log.flush()
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_COLOR": "1"}
-            with subprocess.Popen(
-                list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-            ) as process:
+            try:
+                process = subprocess.Popen(
+                    list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+                )
+            except OSError as error:  # e.g. the installer's executable is missing
+                log.write(f"{error}\n")
+                raise BootstrapError(phase, 127, [str(error)], self.log) from error
+            with process:
                 assert process.stdout is not None
                 for line in process.stdout:
                     log.write(line)

@@ -139,6 +139,14 @@ def test_a_failing_command_raises_with_the_last_20_lines_and_the_log_keeps_all(t
     assert "# exit code 3" in text
 
 
+def test_a_missing_installer_is_a_failed_phase_not_a_traceback(tmp_path: Path) -> None:
+    boot = Bootstrap(tmp_path / "install.log", io.StringIO())
+    with pytest.raises(BootstrapError) as raised:
+        boot.run("environment", [str(tmp_path / "no-such-installer"), "install"])
+    assert raised.value.returncode == 127
+    assert "no-such-installer" in raised.value.tail[0]
+
+
 def make_plan(tmp_path: Path, installer: str) -> Plan:
     """A plan whose virtualenv already exists (a fake one), so no real environment is built."""
     lock = tmp_path / "requirements.lock"
