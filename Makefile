@@ -20,6 +20,9 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3.13 python3; do \
 JAVA ?= $(if $(JAVA_HOME),$(JAVA_HOME)/bin/java,java)
 
 STAMP := $(VENV)/.lifeboat-installed
+DEV_STAMP := $(VENV)/.lifeboat-dev-installed
+# uv (pinned in requirements-tools.txt) installs the locks; INSTALLER=pip does the same with pip, slower.
+INSTALLER ?= uv
 LIFEBOAT := $(BIN)/lifeboat
 CODE := lifeboat serving dags jobs plugins tests
 PYTEST_ARGS ?=
@@ -27,25 +30,38 @@ ROWS ?= 20
 URL ?= http://127.0.0.1:8000
 BENCH_ARGS ?=
 PROMOTION_ARGS ?=
+NEWCOMER_ARGS ?=
 
-.PHONY: help venv check-java lint format test test-unit pull run stop status preprocess train serve smoke bench bench-dag bench-training bench-promotion clean
+.PHONY: help venv venv-dev lock check-java lint format test test-unit pull run stop status preprocess train serve smoke bench bench-dag bench-training bench-promotion bench-newcomer clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-venv: $(STAMP) ## create or update .venv (when missing, or when requirements/constraints/pyproject change)
+venv: $(STAMP) ## the runtime environment in .venv (what `make run` needs), from requirements.lock (INSTALLER=pip: without uv)
 
-$(STAMP): requirements.txt constraints.txt pyproject.toml
+venv-dev: $(DEV_STAMP) ## the runtime environment + test and lint tools, from requirements-dev.lock (lint and test need it)
+
+# Phases, elapsed time and a package count on screen; the installer's full log in .lifeboat/logs/install.log.
+define bootstrap
 	@if [ -z "$(PYTHON)" ]; then echo "error: Python 3.11 or newer is required; none found (set PYTHON=/path/to/python3.11)" >&2; exit 1; fi
 	@"$(PYTHON)" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "error: $(PYTHON) is older than Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 	@if [ -x "$(BIN)/python" ] && ! "$(BIN)/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
 		echo "error: $(VENV) uses a Python older than 3.11; remove it and run make again" >&2; exit 1; fi
-	[ -x "$(BIN)/python" ] || "$(PYTHON)" -m venv "$(VENV)"
-	"$(BIN)/pip" install --upgrade pip
-	"$(BIN)/pip" install -r requirements.txt -c constraints.txt
-	"$(BIN)/pip" install -e . --no-deps
-	touch "$@"
+	@"$(PYTHON)" -m lifeboat.stack.bootstrap env --venv "$(VENV)" --lock $(1) --installer "$(INSTALLER)" --python "$(PYTHON)"
+endef
+
+$(STAMP): requirements.lock requirements-tools.lock pyproject.toml
+	$(call bootstrap,requirements.lock)
+	@touch "$@"
+
+# The dev lock holds the runtime lock (same versions), so the runtime stamp is fresh as well.
+$(DEV_STAMP): requirements-dev.lock requirements.lock requirements-tools.lock pyproject.toml
+	$(call bootstrap,requirements-dev.lock)
+	@touch "$(STAMP)" "$@"
+
+lock: ## regenerate every hashed lock (requirements*.lock) from requirements*.txt + constraints.txt with uv
+	@"$(PYTHON)" -m lifeboat.stack.bootstrap lock --python "$(PYTHON)"
 
 check-java: ## fail clearly unless Java 17+ is available (Spark 4)
 	@if ! command -v "$(JAVA)" >/dev/null 2>&1; then \
@@ -60,12 +76,12 @@ check-java: ## fail clearly unless Java 17+ is available (Spark 4)
 		echo "       Install OpenJDK 17 or 21 or point JAVA_HOME at one." >&2; \
 		exit 1; fi
 
-lint: venv ## ruff check, ruff format --check, mypy
+lint: venv-dev ## ruff check, ruff format --check, mypy
 	"$(BIN)/ruff" check $(wildcard $(CODE))
 	"$(BIN)/ruff" format --check $(wildcard $(CODE))
 	"$(BIN)/mypy"
 
-format: venv ## fix what ruff can fix and format the code
+format: venv-dev ## fix what ruff can fix and format the code
 	"$(BIN)/ruff" check --fix $(wildcard $(CODE))
 	"$(BIN)/ruff" format $(wildcard $(CODE))
 
@@ -76,10 +92,10 @@ define run_pytest
 	exit "$$status"
 endef
 
-test: venv check-java pull lint ## lint, then every test (set PYTEST_ARGS to pass options to pytest)
+test: venv-dev check-java pull lint ## lint, then every test (set PYTEST_ARGS to pass options to pytest)
 	@$(call run_pytest,)
 
-test-unit: venv pull ## only the unit tests (-m unit)
+test-unit: venv-dev pull ## only the unit tests (-m unit)
 	@$(call run_pytest,-m unit)
 
 pull: venv ## fetch the DVC-tracked data from the DVC remote (the bundled one by default)
@@ -121,6 +137,9 @@ bench-training: venv check-java pull ## only the retraining-scale benchmark: pre
 
 bench-promotion: venv check-java pull ## only the promotion-to-served benchmark: alias change -> first answer of the new version (PROMOTION_ARGS: options)
 	"$(BIN)/python" benchmarks/bench_promotion.py $(PROMOTION_ARGS)
+
+bench-newcomer: ## a newcomer's first minutes: fresh clones, cold caches, make venv with uv vs pip by phase (NEWCOMER_ARGS: --repeats N, --run, ...)
+	"$(PYTHON)" benchmarks/bench_newcomer.py $(NEWCOMER_ARGS)
 
 clean: ## remove lifeboat's local state (.lifeboat: MLflow store, runs, reports) after confirmation
 	@if [ ! -e .lifeboat ]; then echo "nothing to clean: .lifeboat does not exist"; exit 0; fi; \

@@ -540,15 +540,18 @@ def test_dockerfiles_pin_install_dependencies_first_and_check_health(path: Path)
     install = next(
         n
         for n, (k, a) in enumerate(keywords)
-        if k == "RUN" and re.search(r"pip install -r \S*requirements", a)
+        if k == "RUN" and re.search(r"pip install .*-r \S*requirements\S*\.lock", a)
     )
     code_copies = [
         n for n, (k, a) in enumerate(keywords) if k == "COPY" and re.search(r"(^|\s)(\.|lifeboat)(\s|$)", a)
     ]
     assert code_copies
     assert install < min(code_copies), "dependencies must be installed before the code is copied"
-    assert "-c" in keywords[install][1]
-    assert "constraints.txt" in keywords[install][1]
+    # Exactly the bytes of the hashed lock: pip checks every wheel and resolves nothing of its own.
+    command = keywords[install][1].split("&&")[0]
+    assert "--require-hashes" in command
+    assert "--no-deps" in command
+    assert not re.search(r"(^|\s)-c\s|requirements[^\s]*\.txt", command), command
 
 
 @pytest.mark.parametrize("path", [AIRFLOW_DOCKERFILE, SERVING_DOCKERFILE], ids=lambda p: p.name)

@@ -350,7 +350,7 @@ def test_the_dockerfile_builds_a_jvm_free_non_root_server() -> None:
     assert users
     assert users[-1] not in ("root", "0")
     copies = [line for line in instructions if line.startswith("COPY ")]
-    deps = next(i for i, line in enumerate(copies) if "requirements-serving.txt" in line)
+    deps = next(i for i, line in enumerate(copies) if "requirements-serving.lock" in line)
     code = next(i for i, line in enumerate(copies) if "serving" in line.split()[1:-1] or " serving " in line)
     assert deps < code
     healthcheck = next(line for line in instructions if line.startswith("HEALTHCHECK"))
