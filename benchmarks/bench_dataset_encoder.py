@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     """Time both encoders and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9, help="rounds per case (the median is reported)")
-    parser.add_argument("--train", type=Path, default=REPO / "data" / "raw" / "titanic.csv")
+    parser.add_argument("--train", type=Path, default=REPO / "data" / "titanic" / "raw" / "train.csv")
     args = parser.parse_args(argv)
 
     train = pd.read_csv(args.train)
