@@ -14,7 +14,8 @@ from tests.deploy.conftest import AIRFLOW_DOCKERFILE, REPO_ROOT, SERVING_DOCKERF
 pytestmark = pytest.mark.unit
 
 LOCK_FILES = [REPO_ROOT / lock for lock, _ in LOCKS]
-# The versions the platform was checked with (docs/stack-notes.md): the locks must not drift from constraints.txt.
+# The versions the platform was checked with (docs/stack-notes.md): the locks must not drift from
+# constraints.txt.
 KEY_PACKAGES = (
     "pyspark",
     "apache-airflow",
