@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_DATA
     _configure_logging(args.verbose)
     handler: Handler = args.handler
+    # main() also runs in-process (tests, notebooks): --dataset holds for this call only.
+    previous_dataset = os.environ.get("LIFEBOAT_DATASET")
     try:
         if args.dataset is not None:
             select_dataset(args.dataset)
@@ -169,6 +171,20 @@ def main(argv: list[str] | None = None) -> int:
         logger.debug("lifeboat %s failed", args.command, exc_info=True)
         print_error(args.command, exc)
         return EXIT_FAILURE
+    finally:
+        if args.dataset is not None:
+            _restore_dataset(previous_dataset)
+
+
+def _restore_dataset(previous: str | None) -> None:
+    """Put ``LIFEBOAT_DATASET`` back as it was before ``--dataset`` (and re-read the settings)."""
+    from lifeboat.settings import get_settings
+
+    if previous is None:
+        os.environ.pop("LIFEBOAT_DATASET", None)
+    else:
+        os.environ["LIFEBOAT_DATASET"] = previous
+    get_settings.cache_clear()
 
 
 # The subcommands register themselves (@command) when their modules are imported: last, as they use the above.

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from lifeboat import cli
+
+FINGERPRINT = cli.COMMANDS["fingerprint"]
 
 pytestmark = pytest.mark.unit
 
@@ -187,9 +191,20 @@ def test_dataset_selects_the_dataset_of_the_command_and_its_children(
     settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     settings_env.delenv("LIFEBOAT_DATASET", raising=False)
-    settings_env.setenv("LIFEBOAT_DATASET", "titanic")  # restored by monkeypatch after the test
+    seen: list[str | None] = []
+    cli.COMMANDS["fingerprint"] = dataclasses.replace(
+        cli.COMMANDS["fingerprint"], handler=lambda _: seen.append(os.environ.get("LIFEBOAT_DATASET")) or 0
+    )
+    try:
+        assert cli.main(["fingerprint", "--dataset", "adult"]) == cli.EXIT_OK
+    finally:
+        cli.COMMANDS["fingerprint"] = FINGERPRINT
+    # The command (and the processes it starts) saw the dataset; the caller's environment is as it was.
+    assert seen == ["adult"]
+    assert "LIFEBOAT_DATASET" not in os.environ
     assert cli.main(["fingerprint", "--dataset", "titanic"]) == cli.EXIT_OK
     assert "data/titanic/raw/train.csv" in capsys.readouterr().out
+    assert "LIFEBOAT_DATASET" not in os.environ
 
 
 @pytest.mark.parametrize(
