@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -77,3 +79,15 @@ class Label(Strict):
 
     column: str
     positive: Scalar = 1
+
+
+_NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]+")
+
+
+def onehot_names(prefix: str, values: Sequence[str], other: bool) -> list[str]:
+    """Matrix column names of a one-hot group: ``<prefix>_<value>`` per value, then ``<prefix>_other`` when
+    unknown values get their own column. Runs of characters other than letters, digits and ``_`` become one
+    ``_`` (``workclass_Self-emp-inc`` -> ``workclass_Self_emp_inc``), so every name is a valid Spark, ONNX
+    and MLflow identifier."""
+    names = [f"{prefix}_{value}" for value in values] + ([f"{prefix}_other"] if other else [])
+    return [_NOT_IDENTIFIER.sub("_", name) for name in names]

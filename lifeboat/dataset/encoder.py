@@ -37,9 +37,10 @@ from lifeboat.dataset.models import (
     RegexExtract,
     Sum,
     TokenCount,
+    onehot_names,
 )
 from lifeboat.dataset.rows import RowPlan, UseColumns, compile_rows
-from lifeboat.dataset.spec import DatasetSpecError, DeriveFunction, load_derive_function
+from lifeboat.dataset.spec import DatasetSpecError, DeriveFunction, case_clashes, load_derive_function
 
 __all__ = [
     "ENCODING_VERSION",
@@ -229,9 +230,7 @@ def _assemble(
             width = len(vocabulary) + (feature.unknown == "other")
             blocks.append(transforms.onehot(keys, vocabulary, unknown_code, width))
             prefix = feature.prefix or feature.name or feature.column
-            names.extend(f"{prefix}_{v}" for v in vocabulary)
-            if feature.unknown == "other":
-                names.append(f"{prefix}_other")
+            names.extend(onehot_names(prefix, vocabulary, feature.unknown == "other"))
             continue
         values = _num(cols, feature.column)
         name = feature.name or feature.column
@@ -274,13 +273,23 @@ def _reference(spec: DatasetSpec, stats: FittedStatistics, cols: Mapping[str, tr
 
 
 def fit(spec: DatasetSpec, train: Rows) -> FittedEncoder:
-    """Learn the spec's statistics from the (validated, raw) training rows."""
+    """Learn the spec's statistics from the (validated, raw) training rows.
+
+    Raises :class:`EncoderError` when the learned one-hot columns cannot all exist side by side in Spark.
+    """
     cols, n = _read(spec, *_as_columns(train))
     if n == 0:
         raise ValueError("cannot fit an encoder on zero training rows")
     stats = FittedStatistics(rows=n)
     _derive(spec, stats, cols, n, learn=True)
     _, names = _assemble(spec, stats, cols, n, learn=True)
+    clashes = case_clashes(names)
+    if clashes:
+        raise EncoderError(
+            f"{spec.name}: feature columns {clashes[0][0]!r} and {clashes[0][1]!r} (values learned from the "
+            "training rows) name the same Spark column (names ignore case, and characters other than "
+            "letters, digits and _ become _): list the feature's values in the spec"
+        )
     _reference(spec, stats, cols)
     logger.info("fitted encoder of %s on %d rows: %d features", spec.name, n, len(names))
     return FittedEncoder(spec=spec, statistics=stats, feature_names=tuple(names))

@@ -249,7 +249,8 @@ def _features(
     columns: list[dict[str, Any]], taken: set[str]
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Derived missing indicators and features: numbers median-imputed (+ an indicator when nullable),
-    categories one-hot with an ``<column>_other`` column for unknown or missing values."""
+    categories one-hot with an ``<column>_other`` column for unknown or missing values (no such column when a
+    value is already called ``Other``: unknown values then get no 1 at all)."""
     derived: list[dict[str, Any]] = []
     features: list[dict[str, Any]] = []
     for column in columns:
@@ -257,7 +258,11 @@ def _features(
             continue
         name = column["name"]
         if column["type"] == "categorical":
-            features.append({"column": name, "encoding": "onehot", "unknown": "other"})
+            # A value "Other" would name the same Spark column as the <column>_other bucket (case is ignored).
+            has_other = any(str(v).lower() == "other" for v in column.get("vocabulary") or ())
+            features.append(
+                {"column": name, "encoding": "onehot", **({} if has_other else {"unknown": "other"})}
+            )
             continue
         features.append({"column": name, "impute": "median"})
         if column.get("nullable"):

@@ -24,6 +24,7 @@ from lifeboat.dataset.columns import (
     Scalar,
     Strict,
     category_key,
+    onehot_names,
 )
 from lifeboat.dataset.steps import (
     Bucket,
@@ -78,6 +79,7 @@ __all__ = [
     "TokenCount",
     "When",
     "category_key",
+    "onehot_names",
 ]
 
 #: Model families the training step knows (lifeboat/training/train.py ``FAMILIES``).
@@ -216,9 +218,7 @@ class DatasetSpec(Strict):
             if values is None:
                 return None
             prefix = feature.prefix or feature.name or feature.column
-            names.extend(f"{prefix}_{v}" for v in values)
-            if feature.unknown == "other":
-                names.append(f"{prefix}_other")
+            names.extend(onehot_names(prefix, values, feature.unknown == "other"))
         return names
 
     def _declared_values(self, feature: Feature) -> list[str] | None:

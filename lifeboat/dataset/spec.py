@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +188,7 @@ def _check_references(spec: DatasetSpec, file: str | Path) -> None:
         if name in seen:
             raise DatasetSpecError(file, key, f"duplicate feature name {name!r}")
         seen.add(name)
+    _check_matrix_names(spec.feature_names or [], file)
     for key, names, known in (
         ("alerts.ranges", spec.alert_ranges, usable),
         ("alerts.categories", spec.alert_categories, usable),
@@ -204,6 +205,33 @@ def _check_references(spec: DatasetSpec, file: str | Path) -> None:
     for name in spec.alert_ranges:
         if types[name] not in ("numeric", "integer"):
             raise DatasetSpecError(file, "alerts.ranges", f"{name!r} is {types[name]}, not numeric")
+
+
+def case_clashes(names: Sequence[str]) -> list[tuple[str, str]]:
+    """Pairs of matrix column names equal but for case (or equal: two values named alike once made
+    identifiers): Spark treats them as one column, so they cannot both exist (e.g. a vocabulary value
+    ``Other`` next to the unknown-value bucket ``<prefix>_other``)."""
+    first: dict[str, str] = {}
+    clashes: list[tuple[str, str]] = []
+    for name in names:
+        if name.lower() in first:
+            clashes.append((first[name.lower()], name))
+        else:
+            first[name.lower()] = name
+    return clashes
+
+
+def _check_matrix_names(names: Sequence[str], file: str | Path) -> None:
+    clashes = case_clashes(names)
+    if clashes:
+        a, b = clashes[0]
+        raise DatasetSpecError(
+            file,
+            "features",
+            f"feature columns {a!r} and {b!r} name the same Spark column (names ignore case, and characters "
+            "other than letters, digits and _ become _); rename a value with the feature's values, or use "
+            "unknown: ignore instead of other",
+        )
 
 
 def _check_step(step: Any, types: Mapping[str, str], file: str | Path, key: str) -> None:

@@ -72,6 +72,8 @@ def run_dir(settings: Settings, run_id: str) -> Path:
 def preprocess_args(settings: Settings, output: Path) -> list[str]:
     """Arguments of jobs/preprocess.py for a run writing to ``output``."""
     return [
+        "--spec",
+        str(Path(settings.dataset_spec).resolve()),
         "--raw",
         str(Path(settings.raw_data).resolve()),
         "--incoming",

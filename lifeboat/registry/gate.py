@@ -19,11 +19,12 @@ number behind it into string tags for the model version (see
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lifeboat.registry.evaluation import LOWER_IS_BETTER
 
@@ -53,9 +54,10 @@ class GateConfig:
     parity_tolerance: float = 1e-5
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GateConfig:
-        """The gate configured by ``LIFEBOAT_GATE_*`` and ``LIFEBOAT_PARITY_TOLERANCE``."""
-        return cls(
+    def from_settings(cls, settings: Settings, overrides: Mapping[str, Any] | None = None) -> GateConfig:
+        """The gate configured by ``LIFEBOAT_GATE_*`` and ``LIFEBOAT_PARITY_TOLERANCE``, then by ``overrides``
+        (a dataset spec's ``gate`` section, by field name: ``DatasetSpec.gate.overrides()``)."""
+        config = cls(
             min_roc_auc=settings.gate_min_roc_auc,
             min_accuracy=settings.gate_min_accuracy,
             primary_metric=settings.gate_primary_metric,
@@ -65,6 +67,7 @@ class GateConfig:
             brier_tolerance=settings.gate_guard_brier_tolerance,
             parity_tolerance=settings.parity_tolerance,
         )
+        return dataclasses.replace(config, **overrides) if overrides else config
 
     @property
     def floors(self) -> dict[str, float]:

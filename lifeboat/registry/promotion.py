@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from lifeboat.dataset.models import DatasetSpec
+
 logger = logging.getLogger(__name__)
 
 #: Errors that mean "this version's serving artifact cannot be loaded or scored", as opposed to bad input.
@@ -98,7 +100,14 @@ def holdout_fingerprint(holdout: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
-def _holdout_labels(holdout: pd.DataFrame, model_name: str, version: str, settings: Settings) -> np.ndarray:
+def _dataset_spec(settings: Settings) -> DatasetSpec | None:
+    """The dataset's spec (its ``gate`` thresholds and label); None when the settings point at no file."""
+    return load_spec(settings.dataset_spec) if settings.dataset_spec.is_file() else None
+
+
+def _holdout_labels(
+    holdout: pd.DataFrame, model_name: str, version: str, spec: DatasetSpec | None
+) -> np.ndarray:
     """The 0/1 labels of the holdout; a holdout the gate cannot use is an input error, not a decision.
 
     A preprocessed holdout carries them as ``_label`` (:data:`lifeboat.dataset.labels.TARGET`); raw rows
@@ -114,8 +123,11 @@ def _holdout_labels(holdout: pd.DataFrame, model_name: str, version: str, settin
         if not raw.isin([0, 1]).all():
             raise EvaluationError(f"{where}: {column} must be 0 or 1")
         labels = np.asarray(raw, dtype=np.int64)
+    elif spec is None:
+        raise EvaluationError(
+            f"{where} has no {TARGET} column and there is no dataset spec to name the label"
+        )
     else:
-        spec = load_spec(settings.dataset_spec)
         column = spec.label.column
         if column not in holdout.columns:
             raise EvaluationError(
@@ -159,13 +171,15 @@ def evaluate_gate(
     * the challenger already is the champion (a re-run after promotion) -> it is compared with
       ``previous_champion``, the version it replaced, which reproduces the original decision.
 
+    The thresholds are the settings' (``LIFEBOAT_GATE_*``), overridden by the dataset spec's ``gate`` section.
     A holdout the gate cannot use (no label column, one class, no rows) raises ``EvaluationError``.
     """
-    config = GateConfig.from_settings(settings)
+    spec = _dataset_spec(settings)
+    config = GateConfig.from_settings(settings, spec.gate.overrides() if spec is not None else None)
     version = str(challenger_version)
     client = mlflow_client()
     model_version = _get_version(client, model_name, version)
-    labels = _holdout_labels(holdout, model_name, version, settings)
+    labels = _holdout_labels(holdout, model_name, version, spec)
     parity = parity_from_tags(model_version.tags)
     compared_on = f"holdout of {len(holdout)} rows, sha256 {holdout_fingerprint(holdout)}"
 

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from lifeboat.data.lineage import data_fingerprint
-from lifeboat.dataset.encoder import FittedEncoder, encode, fit
+from lifeboat.dataset.encoder import EncoderError, FittedEncoder, encode, fit
 from lifeboat.dataset.models import DatasetSpec
 from lifeboat.training.dedup import deduplicate, duplicate_counts, id_statistics, label_conflicts
 from lifeboat.training.errors import PreprocessError
@@ -186,7 +186,10 @@ def run_preprocess(
             counts = split_counts(rows)
             check_split(counts, holdout_percent)
         with timed_step(durations, "fit_encoder"):
-            encoder = fit_encoder_on_train(rows, spec)
+            try:
+                encoder = fit_encoder_on_train(rows, spec)
+            except EncoderError as exc:
+                raise PreprocessError([str(exc)]) from exc
         features = encode_features(rows, encoder)
 
         summary: dict[str, Any] = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.pool import ThreadPool
 from typing import TYPE_CHECKING, Any
@@ -173,11 +173,19 @@ def stratified_sample(frame: DataFrame, counts: dict[int, int], max_rows: int, s
     return reduce(lambda a, b: a.unionByName(b), parts)
 
 
-def build_candidate(family: str, feature_names: Sequence[str], seed: int, grid: str = "full") -> Candidate:
+def build_candidate(
+    family: str,
+    feature_names: Sequence[str],
+    seed: int,
+    grid: str = "full",
+    params: Mapping[str, Sequence[Any]] | None = None,
+) -> Candidate:
     """The pipeline (VectorAssembler -> [StandardScaler for LR] -> classifier) and parameter grid of a family.
 
     ``full`` grids are small on purpose (two points each; tree counts kept modest for 2-core machines and for
-    the ONNX export); ``small`` is one point per family, for tests and smoke runs.
+    the ONNX export); ``small`` is one point per family, for tests and smoke runs. ``params`` (a dataset
+    spec's ``models.<family>``: Spark parameter -> values) replaces the ``full`` grid: a one-value list fixes
+    the parameter, a longer one is searched. Unknown parameter names raise ``ValueError``.
     """
     from pyspark.ml import Pipeline
     from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
@@ -220,10 +228,30 @@ def build_candidate(family: str, feature_names: Sequence[str], seed: int, grid: 
         builder.addGrid(classifier.stepSize, [0.1, 0.3] if full else [0.3])
     else:
         raise ValueError(f"unknown model family {family!r}; expected one of {FAMILIES}")
+    if params is not None and full:
+        builder = _spec_grid(classifier, family, params)
     stages.append(classifier)
     return Candidate(
         family=family, pipeline=Pipeline(stages=stages), classifier=classifier, grid=builder.build()
     )
+
+
+def _spec_grid(classifier: Any, family: str, params: Mapping[str, Sequence[Any]]) -> Any:
+    """A grid from a spec's ``{param: [values]}``: one value is set on the classifier, several searched."""
+    from pyspark.ml.tuning import ParamGridBuilder
+
+    builder = ParamGridBuilder()
+    for name, values in params.items():
+        if not classifier.hasParam(name) or name in ("featuresCol", "labelCol", "seed"):
+            raise ValueError(
+                f"models.{family}: {name!r} is not a tunable parameter of {type(classifier).__name__}"
+            )
+        param = classifier.getParam(name)
+        if len(values) == 1:
+            classifier.set(param, values[0])
+        else:
+            builder.addGrid(param, list(values))
+    return builder
 
 
 def score(model: PipelineModel, frame: DataFrame) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +40,7 @@ from lifeboat.data.lineage import run_lineage
 from lifeboat.registry.evaluation import binary_metrics
 from lifeboat.settings import DEFAULT_CV_SAMPLE_ROWS, MIN_CV_SAMPLE_ROWS
 from lifeboat.training import plots
-from lifeboat.training.errors import ParityError
+from lifeboat.training.errors import ParityError, TrainingInputError
 from lifeboat.training.inputs import load_split, open_preprocess_output
 from lifeboat.training.onnx_export import export_onnx, parity_check
 from lifeboat.training.output import (
@@ -289,6 +289,20 @@ def _log_cv(scores: dict[str, list[ConfigScore]]) -> dict[str, dict[str, Any]]:
     return by_family
 
 
+def families_of(config: TrainConfig, grids: Mapping[str, Any]) -> tuple[str, ...]:
+    """The families to train: the configured ones, restricted to those the dataset spec's ``models`` lists
+    (when it lists any). Raises :class:`TrainingInputError` when nothing is left."""
+    if not grids:
+        return config.families
+    chosen = tuple(f for f in config.families if f in grids)
+    if not chosen:
+        raise TrainingInputError(
+            f"no model family to train: the run asks for {list(config.families)}, the dataset spec's models "
+            f"list {sorted(grids)}"
+        )
+    return chosen
+
+
 def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
     """Cross-validate, refit, evaluate, export, parity-check, log and register (see the module docstring).
 
@@ -307,6 +321,8 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
     durations: dict[str, float] = {}
     data = open_preprocess_output(config.input_dir)
     names = data.feature_names
+    grids = data.encoder.spec.models
+    families = families_of(config, grids)
     lineage = run_lineage(data.summary, spark)
     run_name = f"train-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
@@ -320,7 +336,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
         mlflow.set_tags({**lineage, "preprocess_dir": str(data.directory), "role": "training"})
         mlflow.log_params(
             {
-                "families": ",".join(config.families),
+                "families": ",".join(families),
                 "cv_folds": config.cv_folds,
                 "seed": config.seed,
                 "grid": config.grid,
@@ -368,7 +384,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             dict(sorted(fold_sizes.items())),
         )
 
-        candidates = {f: build_candidate(f, names, config.seed, config.grid) for f in config.families}
+        candidates = {f: build_candidate(f, names, config.seed, config.grid, grids.get(f)) for f in families}
         scores: dict[str, list[ConfigScore]] = {}
         for family, candidate in candidates.items():
             with timed_step(durations, f"cv_{family}", logger):

@@ -206,3 +206,44 @@ def test_fingerprint_ignores_yaml_layout_and_key_order(
 def test_fingerprint_changes_with_meaning(titanic_mapping: dict[str, Any], titanic_spec: DatasetSpec) -> None:
     titanic_mapping["derived"][4]["when"]["age"]["lt"] = 18
     assert parse_spec(titanic_mapping).fingerprint() != titanic_spec.fingerprint()
+
+
+def test_feature_columns_equal_but_for_case_are_refused(titanic_mapping: dict[str, Any]) -> None:
+    """Spark column names ignore case: a value "other" next to the unknown bucket ``<prefix>_other`` (or
+    any two names differing only in case) cannot both be columns."""
+    titanic_mapping["columns"] = [
+        {**c, "vocabulary": ["C", "Q", "S", "Other"]} if c["name"] == "Embarked" else c
+        for c in titanic_mapping["columns"]
+    ]
+    titanic_mapping["features"] = [
+        {**f, "unknown": "other"} if f["column"] == "Embarked" else f for f in titanic_mapping["features"]
+    ]
+    with pytest.raises(DatasetSpecError) as caught:
+        parse_spec(titanic_mapping, file="titanic.yaml")
+    assert str(caught.value) == (
+        "titanic.yaml: features: feature columns 'embarked_Other' and 'embarked_other' name the same Spark "
+        "column (names ignore case, and characters other than letters, digits and _ become _); rename a "
+        "value with the feature's values, or use unknown: ignore instead of other"
+    )
+
+
+def test_onehot_columns_are_identifiers_and_values_that_become_the_same_name_are_refused(
+    titanic_mapping: dict[str, Any],
+) -> None:
+    from lifeboat.dataset.models import onehot_names
+
+    assert onehot_names("work", ["Self-emp-inc", "10th", "a b"], True) == [
+        "work_Self_emp_inc",
+        "work_10th",
+        "work_a_b",
+        "work_other",
+    ]
+    titanic_mapping["columns"] = [
+        {**c, "vocabulary": ["C", "Q", "S", "Q-1", "Q 1"]} if c["name"] == "Embarked" else c
+        for c in titanic_mapping["columns"]
+    ]
+    with pytest.raises(
+        DatasetSpecError,
+        match=r"feature columns 'embarked_Q_1' and 'embarked_Q_1' name the same Spark column",
+    ):
+        parse_spec(titanic_mapping, file="titanic.yaml")

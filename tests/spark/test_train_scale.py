@@ -181,3 +181,53 @@ def test_tree_export_is_exact_for_rows_on_a_split_midpoint(spark: Any, family: s
     onnx_p = np.asarray(outputs["probability"])[:, 1]
     assert spark_p[2] == pytest.approx(spark_p[1], abs=1e-9)  # 0.15f goes the way 0.2f goes in Spark
     assert np.max(np.abs(spark_p - onnx_p)) <= PARITY_TOLERANCE
+
+
+def _grid_values(candidate: selection.Candidate) -> list[dict[str, Any]]:
+    return [{p.name: v for p, v in point.items()} for point in candidate.grid]
+
+
+def _fixed_values(candidate: selection.Candidate) -> dict[str, Any]:
+    names = ("regParam", "numTrees", "maxDepth", "maxIter", "stepSize")
+    classifier = candidate.classifier
+    return {n: classifier.getOrDefault(n) for n in names if classifier.hasParam(n)}
+
+
+def test_titanic_spec_grids_are_the_built_in_full_grids(spark: Any) -> None:
+    """data/titanic/dataset.yaml's ``models`` gives the built-in grids: same search, same fixed values."""
+    from tests.support.models import titanic_spec
+
+    spec = titanic_spec()
+    names = list(spec.feature_names or ())
+    for family in selection.FAMILIES:
+        built_in = selection.build_candidate(family, names, 42)
+        from_spec = selection.build_candidate(family, names, 42, "full", spec.models[family])
+        assert _grid_values(from_spec) == _grid_values(built_in), family
+        assert _fixed_values(from_spec) == _fixed_values(built_in), family
+
+
+def test_spec_grid_sets_one_value_searches_several_and_refuses_unknown_parameters(spark: Any) -> None:
+    rf = selection.build_candidate("rf", ["a", "b"], 1, "full", {"numTrees": [7], "maxDepth": [2, 3, 4]})
+    assert rf.classifier.getOrDefault("numTrees") == 7
+    assert _grid_values(rf) == [{"maxDepth": 2}, {"maxDepth": 3}, {"maxDepth": 4}]
+    small = selection.build_candidate("rf", ["a", "b"], 1, "small", {"numTrees": [7]})
+    assert small.classifier.getOrDefault("numTrees") == 20  # the small grid ignores the spec (smoke runs)
+    with pytest.raises(
+        ValueError, match=r"models\.gbt: 'learningRate' is not a tunable parameter of GBTClassifier"
+    ):
+        selection.build_candidate("gbt", ["a"], 1, "full", {"learningRate": [0.1]})
+    with pytest.raises(ValueError, match=r"models\.lr: 'labelCol' is not a tunable parameter"):
+        selection.build_candidate("lr", ["a"], 1, "full", {"labelCol": ["x"]})
+
+
+def test_spec_models_restrict_the_families_trained(tmp_path: Path) -> None:
+    config = training.TrainConfig(
+        input_dir=tmp_path, output_dir=tmp_path, model_name="m", families=("lr", "rf")
+    )
+    assert training.families_of(config, {}) == ("lr", "rf")
+    assert training.families_of(config, {"rf": {}, "gbt": {}}) == ("rf",)
+    with pytest.raises(
+        training.TrainingInputError,
+        match=r"asks for \['lr', 'rf'\], the dataset spec's models list \['gbt'\]",
+    ):
+        training.families_of(config, {"gbt": {}})

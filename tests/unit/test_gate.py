@@ -394,3 +394,16 @@ def test_config_from_settings() -> None:
     )
     assert config.floors == {"roc_auc": 0.9, "accuracy": 0.8}
     assert config.guard_tolerances == {"accuracy": 0.03, "recall": 0.04, "brier": 0.02}
+
+
+def test_a_dataset_spec_overrides_the_thresholds_it_sets() -> None:
+    from lifeboat.dataset.models import Gate
+
+    settings = Settings(gate_min_roc_auc=0.8, gate_min_accuracy=0.75, parity_tolerance=1e-5)
+    overrides = Gate(min_roc_auc=0.85, primary_metric="pr_auc").overrides()
+
+    config = GateConfig.from_settings(settings, overrides)
+
+    assert (config.min_roc_auc, config.primary_metric) == (0.85, "pr_auc")
+    assert (config.min_accuracy, config.parity_tolerance) == (0.75, 1e-5)  # not in the spec: the settings'
+    assert GateConfig.from_settings(settings, {}) == GateConfig.from_settings(settings)
