@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lifeboat.dataset.schema import DataValidationError
+from lifeboat.dataset.spec import DatasetSpecError
 from lifeboat.orchestration.pipeline import JobDataError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,12 @@ class UnknownDatasetError(ValueError):
 
 
 #: Exceptions that mean "the data is wrong" (exit code 2); everything else exits with 1.
-BAD_DATA_ERRORS: tuple[type[BaseException], ...] = (DataValidationError, JobDataError, UnknownDatasetError)
+BAD_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    DataValidationError,
+    DatasetSpecError,
+    JobDataError,
+    UnknownDatasetError,
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from lifeboat.cli import EXIT_BAD_DATA, EXIT_OK, arg, command, print_error
 from lifeboat.data import versioning as data
-from lifeboat.dataset.schema import DataValidationError, validate_csv
+from lifeboat.dataset.schema import DataValidationError
+from lifeboat.dataset.spec import spec_of
+from lifeboat.dataset.validation import validate_csv
 from lifeboat.settings import get_settings
 
 
@@ -31,27 +33,29 @@ def _pull(args: argparse.Namespace) -> int:
 
 @command(
     "validate",
-    "check CSV files against the passenger schema (default: the training files)",
+    "check CSV files against the dataset spec (default: the training files)",
     arg("paths", nargs="*", type=Path, metavar="PATH", help="CSV files to check"),
     arg(
         "--unlabelled",
         action="store_true",
-        help="the files have no Survived column (default PATH: the unlabelled data set)",
+        help="the files have no label column (default PATH: the unlabelled data set)",
     ),
 )
 def _validate(args: argparse.Namespace) -> int:
     paths: list[Path] = args.paths
+    spec = spec_of(get_settings())
     if not paths:
         paths = [get_settings().unlabelled_data] if args.unlabelled else data.training_files()
     failures = 0
     for path in paths:
         try:
-            summary = validate_csv(path, require_label=not args.unlabelled)
+            summary = validate_csv(spec, path, require_label=not args.unlabelled)
         except DataValidationError as exc:
             failures += 1
             print_error("validate", exc)
             continue
-        rate = f", {summary.positive_rate:.1%} survived" if summary.positive_rate is not None else ""
+        label = f"{spec.label.column} = {spec.label.positive}"
+        rate = f", {summary.positive_rate:.1%} {label}" if summary.positive_rate is not None else ""
         print(f"ok {path}: {summary.rows} rows{rate}")
     return EXIT_BAD_DATA if failures else EXIT_OK
 

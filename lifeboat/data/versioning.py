@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from lifeboat.dataset.schema import validate_csv
+from lifeboat.dataset.spec import spec_of
+from lifeboat.dataset.validation import validate_csv
 from lifeboat.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -353,8 +354,8 @@ def add_batch(
     again and :class:`DataError` explains why.
     """
     source = Path(csv_path)
-    summary = validate_csv(source, require_label=True)
     settings = settings or get_settings()
+    summary = validate_csv(spec_of(settings), source, require_label=True)
     target_name = _target_name(name)
     incoming = settings.incoming_dir
     root = root or repo_root(incoming.resolve())

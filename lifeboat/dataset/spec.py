@@ -9,8 +9,9 @@ import importlib
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from pydantic import ValidationError
@@ -33,6 +34,9 @@ from lifeboat.dataset.models import (
 )
 from lifeboat.dataset.models import Product as ProductStep
 
+if TYPE_CHECKING:
+    from lifeboat.settings import Settings
+
 logger = logging.getLogger(__name__)
 
 DeriveFunction = Callable[[dict[str, Any]], Mapping[str, Any]]
@@ -46,6 +50,22 @@ class DatasetSpecError(ValueError):
         self.key = key
         self.message = message
         super().__init__(f"{self.file}: {key or '<top>'}: {message}")
+
+
+def spec_of(settings: Settings) -> DatasetSpec:
+    """The spec of the settings' dataset (``LIFEBOAT_DATASET_SPEC``), parsed once per version of the file."""
+    path = Path(settings.dataset_spec)
+    try:
+        changed = path.stat().st_mtime_ns
+    except OSError as exc:
+        raise DatasetSpecError(path, "", f"cannot read the file: {exc.strerror or exc}") from exc
+    return _load_cached(str(path.resolve()), changed)
+
+
+@lru_cache(maxsize=32)
+def _load_cached(path: str, changed: int) -> DatasetSpec:
+    """:func:`load_spec` memoised by path and modification time (a spec is immutable once parsed)."""
+    return load_spec(path)
 
 
 def load_spec(path: str | Path) -> DatasetSpec:

@@ -172,13 +172,16 @@ def pull_data(settings: Settings) -> PulledData:
 
 
 def validate_data(settings: Settings) -> ValidatedData:
-    """Validate every file a training run reads; raise ``DataValidationError`` naming file, row and column."""
+    """Validate every file a training run reads against the dataset spec; raise ``DataValidationError`` naming
+    file, row and column (``DatasetSpecError`` when the spec itself is wrong)."""
     from lifeboat.data import versioning as data
-    from lifeboat.dataset.schema import validate_csv
+    from lifeboat.dataset.spec import spec_of
+    from lifeboat.dataset.validation import validate_csv
 
+    spec = spec_of(settings)
     checked: list[ValidatedFile] = []
     for path in data.training_files(settings):
-        summary = validate_csv(path)
+        summary = validate_csv(spec, path)
         checked.append(ValidatedFile(path=str(path), rows=summary.rows))
     total = sum(f.rows for f in checked)
     logger.info("validated %d file(s), %d rows: no problem found", len(checked), total)

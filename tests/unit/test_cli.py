@@ -77,7 +77,7 @@ def test_validate_reports_every_file_and_fails_if_any_is_bad(
 ) -> None:
     assert cli.main(["validate", str(bad_csv), str(good_csv)]) == cli.EXIT_BAD_DATA
     captured = capsys.readouterr()
-    assert f"ok {good_csv}: 1 rows, 0.0% survived" in captured.out
+    assert f"ok {good_csv}: 1 rows, 0.0% Survived = 1" in captured.out
     assert str(bad_csv) in captured.err
 
 
@@ -96,8 +96,8 @@ def test_validate_defaults_to_the_training_files(
     assert cli.main(["validate"]) == cli.EXIT_OK
     lines = capsys.readouterr().out.splitlines()
     assert lines == [
-        f"ok {raw_train_csv}: 891 rows, 38.4% survived",
-        f"ok {incoming / 'batch-1.csv'}: 1 rows, 0.0% survived",
+        f"ok {raw_train_csv}: 891 rows, 38.4% Survived = 1",
+        f"ok {incoming / 'batch-1.csv'}: 1 rows, 0.0% Survived = 1",
     ]
 
 
@@ -106,6 +106,27 @@ def test_validate_unlabelled(raw_test_csv: Path, capsys: pytest.CaptureFixture[s
     assert "418 rows" in capsys.readouterr().out
     assert cli.main(["validate", str(raw_test_csv)]) == cli.EXIT_BAD_DATA
     assert "column 'Survived'" in capsys.readouterr().err
+
+
+def test_validate_checks_another_dataset_against_its_own_spec(
+    raw_train_csv: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--dataset adult`` reads data/adult/dataset.yaml: Adult's file passes, Titanic's does not."""
+    adult = raw_train_csv.parents[2] / "adult" / "raw" / "train.csv"
+    assert cli.main(["validate", "--dataset", "adult", str(adult)]) == cli.EXIT_OK
+    assert capsys.readouterr().out == f"ok {adult}: 48842 rows, 23.9% income_over_50k = 1\n"
+    assert cli.main(["validate", "--dataset", "adult", str(raw_train_csv)]) == cli.EXIT_BAD_DATA
+    assert "required column is missing from the header" in capsys.readouterr().err
+
+
+def test_validate_with_a_broken_spec_exits_2_naming_file_and_key(
+    good_csv: Path, tmp_path: Path, settings_env: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "dataset.yaml"
+    spec.write_text("name: titanic\nlabel: {column: Survived}\ncolumns: []\nfeatures: []\n")
+    settings_env.setenv("LIFEBOAT_DATASET_SPEC", str(spec))
+    assert cli.main(["validate", str(good_csv)]) == cli.EXIT_BAD_DATA
+    assert f"{spec}: columns:" in capsys.readouterr().err
 
 
 def test_add_batch_of_bad_data_exits_2(
