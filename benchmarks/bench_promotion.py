@@ -187,7 +187,9 @@ def _register_copies(champion: Champion, tracking_uri: str, copies: int, workdir
     versions = []
     for copy in range(1, copies + 1):
         with mlflow.start_run(run_name=f"promotion-bench-copy-{copy}"):
-            uri = log_serving_model(graph, model.spec, {**model.info, "copy_of_version": champion.version})
+            uri = log_serving_model(
+                graph, model.encoding, {**model.info, "copy_of_version": champion.version}
+            )
         tags = {"benchmark": "promotion", "copy_of_version": champion.version}
         versions.append(str(register_challenger(uri, champion.model_name, tags).version))
     return versions

@@ -188,19 +188,17 @@ def spark_input_columns(champion: Champion, workdir: Path) -> list[str]:
 def encoded_records(
     champion: Champion, passengers: list[dict[str, Any]], workdir: Path
 ) -> list[dict[str, float]]:
-    """The passengers encoded exactly as the model was trained (lifeboat.dataset.features), one record
-    each."""
+    """The passengers encoded exactly as the model was trained (its own encoder), one record each."""
     import mlflow
 
-    from lifeboat.dataset.features import FEATURE_NAMES, encode
     from lifeboat.dataset.schema import COLUMN_NAMES
     from lifeboat.registry.store import load_serving_model
 
     mlflow.set_tracking_uri(champion.tracking_uri)
     mlflow.set_registry_uri(champion.tracking_uri)
     model = load_serving_model(champion.model_name, champion.version, workdir)
-    matrix = encode({c: [p.get(c) for p in passengers] for c in COLUMN_NAMES}, model.spec)
-    return [dict(zip(FEATURE_NAMES, row, strict=True)) for row in matrix.astype(float).tolist()]
+    matrix = model.encode({c: [p.get(c) for p in passengers] for c in COLUMN_NAMES})
+    return [dict(zip(model.feature_names, row, strict=True)) for row in matrix.astype(float).tolist()]
 
 
 # --- servers ---------------------------------------------------------------------------------------------

@@ -1,8 +1,8 @@
-"""spark-submit application: raw passenger CSVs -> validated feature table + deterministic holdout split.
+"""spark-submit application: a dataset's raw CSVs -> validated feature table + deterministic holdout split.
 
     spark-submit --master local[2] jobs/preprocess.py --output .lifeboat/titanic/runs/<run>/preprocess
 
-Exit codes: 0 done; 2 invalid input data (nothing written to --output); 1 any other failure.
+Exit codes: 0 done; 2 invalid input data or dataset spec (nothing written to --output); 1 any other failure.
 The logic lives in :mod:`lifeboat.training.preprocessing`; this file only parses arguments and runs it.
 """
 
@@ -13,6 +13,7 @@ import logging
 import sys
 from pathlib import Path
 
+from lifeboat.dataset.spec import DatasetSpecError, load_spec
 from lifeboat.orchestration.pipeline import report_failure
 from lifeboat.settings import get_settings
 from lifeboat.training.errors import PreprocessError
@@ -31,6 +32,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Command-line arguments; defaults come from lifeboat's settings."""
     settings = get_settings()
     parser = argparse.ArgumentParser(prog="preprocess", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--spec",
+        type=Path,
+        default=settings.dataset_spec,
+        help="the dataset spec (data/<dataset>/dataset.yaml)",
+    )
     parser.add_argument("--raw", type=Path, default=settings.raw_data, help="the labelled training CSV")
     parser.add_argument(
         "--incoming",
@@ -45,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=settings.holdout_percent,
         choices=range(1, 100),
         metavar="1..99",
-        help="share of passengers (by PassengerId hash) held out for evaluation",
+        help="share of rows (by a hash of the id) held out for evaluation",
     )
     parser.add_argument("--salt", type=int, default=settings.seed, help="salt of the split hash")
     return parser.parse_args(argv)
@@ -60,13 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = parse_args(argv)
     try:
-        files = validate_inputs(discover_inputs(args.raw, args.incoming))
+        spec = load_spec(args.spec)
+    except DatasetSpecError as exc:
+        _report("invalid dataset spec", [str(exc)])
+        return EXIT_BAD_DATA
+    try:
+        files = validate_inputs(discover_inputs(args.raw, args.incoming), spec)
     except PreprocessError as exc:
         _report("invalid input data", exc.problems)
         return EXIT_BAD_DATA
     try:
         with job_session("lifeboat-preprocess") as spark:
-            summary = run_preprocess(spark, files, args.output, args.holdout_percent, args.salt)
+            summary = run_preprocess(spark, files, args.output, args.holdout_percent, args.salt, spec)
     except PreprocessError as exc:
         _report("invalid input data", exc.problems)
         return EXIT_BAD_DATA
@@ -79,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         f"preprocessed {len(files)} file(s), {summary['rows_in']} rows -> {summary['rows_out']} "
         f"({summary['exact_duplicates_removed']} exact duplicates, "
         f"{summary['superseded_rows_removed']} superseded); "
-        f"train {train['rows']} ({train['positive_rate']:.1%} survived), "
-        f"holdout {holdout['rows']} ({holdout['positive_rate']:.1%} survived) -> {args.output}"
+        f"train {train['rows']} ({train['positive_rate']:.1%} positive), "
+        f"holdout {holdout['rows']} ({holdout['positive_rate']:.1%} positive) -> {args.output}"
     )
     return EXIT_OK
 

@@ -33,7 +33,15 @@ DEFAULT_DATASET = "titanic"
 DATASET_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,39}$"
 #: Settings that belong to one dataset: another dataset (``Settings.for_dataset``) never inherits them.
 DATASET_DERIVED_FIELDS = frozenset(
-    {"raw_data", "unlabelled_data", "incoming_dir", "reports_dir", "experiment_name", "model_name"}
+    {
+        "dataset_spec",
+        "raw_data",
+        "unlabelled_data",
+        "incoming_dir",
+        "reports_dir",
+        "experiment_name",
+        "model_name",
+    }
 )
 #: Registered model names that predate the dataset platform and are kept (the MLflow history lives there).
 LEGACY_MODEL_NAMES = {"titanic": "titanic-survival"}
@@ -43,6 +51,7 @@ def _derived_defaults(dataset: str, data_root: Any) -> dict[str, Any]:
     """The per-dataset defaults: data paths under ``data_root/<dataset>``, experiment and model names."""
     folder = Path(data_root or "data") / dataset
     return {
+        "dataset_spec": folder / "dataset.yaml",
         "raw_data": folder / "raw" / "train.csv",
         "unlabelled_data": folder / "raw" / "test.csv",
         "incoming_dir": folder / "incoming",
@@ -73,6 +82,7 @@ class Settings(BaseSettings):
     # data/<dataset>/incoming.
     state_dir: Path = Path(".lifeboat")
     data_root: Path = Path("data")
+    dataset_spec: Path = Path(f"data/{DEFAULT_DATASET}/dataset.yaml")
     raw_data: Path = Path(f"data/{DEFAULT_DATASET}/raw/train.csv")
     unlabelled_data: Path = Path(f"data/{DEFAULT_DATASET}/raw/test.csv")
     incoming_dir: Path = Path(f"data/{DEFAULT_DATASET}/incoming")

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lifeboat.dataset.features import FeatureSpecError
+from lifeboat.dataset.labels import TARGET, binary_labels
+from lifeboat.dataset.spec import load_spec
 from lifeboat.registry.artifact import ArtifactError
 from lifeboat.registry.evaluation import EvaluationError, binary_metrics
 from lifeboat.registry.gate import MAX_TAG_LENGTH, GateConfig, GateDecision, decide
@@ -96,23 +98,38 @@ def holdout_fingerprint(holdout: pd.DataFrame) -> str:
     return hashlib.sha256(hashed.tobytes()).hexdigest()[:16]
 
 
-def _holdout_labels(holdout: pd.DataFrame, model_name: str, version: str) -> np.ndarray:
-    """The 0/1 labels of the holdout; a holdout the gate cannot use is an input error, not a decision."""
+def _holdout_labels(holdout: pd.DataFrame, model_name: str, version: str, settings: Settings) -> np.ndarray:
+    """The 0/1 labels of the holdout; a holdout the gate cannot use is an input error, not a decision.
+
+    A preprocessed holdout carries them as ``_label`` (:data:`lifeboat.dataset.labels.TARGET`); raw rows
+    (say, a labelled CSV) carry the dataset's label column, read through its spec's positive value.
+    """
     import numpy as np
 
     where = f"holdout for {model_name} version {version}"
-    if "Survived" not in holdout.columns:
-        raise EvaluationError(f"{where} has no Survived column (columns: {list(holdout.columns)})")
+    if TARGET in holdout.columns:
+        column, raw = TARGET, holdout[TARGET]
+        if raw.isna().any():
+            raise EvaluationError(f"{where}: {column} is missing in {int(raw.isna().sum())} rows")
+        if not raw.isin([0, 1]).all():
+            raise EvaluationError(f"{where}: {column} must be 0 or 1")
+        labels = np.asarray(raw, dtype=np.int64)
+    else:
+        spec = load_spec(settings.dataset_spec)
+        column = spec.label.column
+        if column not in holdout.columns:
+            raise EvaluationError(
+                f"{where} has no {column} column (nor {TARGET}; columns: {list(holdout.columns)})"
+            )
+        try:
+            labels = binary_labels(spec, holdout[column].tolist())
+        except ValueError as exc:
+            raise EvaluationError(f"{where}: {exc}") from exc
     if len(holdout) == 0:
         raise EvaluationError(f"{where} has no rows")
-    labels = holdout["Survived"]
-    if labels.isna().any():
-        raise EvaluationError(f"{where}: Survived is missing in {int(labels.isna().sum())} rows")
-    if not labels.isin([0, 1]).all():
-        raise EvaluationError(f"{where}: Survived must be 0 or 1")
-    if labels.nunique() < 2:
+    if len(np.unique(labels)) < 2:
         raise EvaluationError(f"{where} has only one class; ROC-AUC is undefined")
-    return np.asarray(labels, dtype=np.int64)
+    return labels
 
 
 def _score_version(
@@ -142,13 +159,13 @@ def evaluate_gate(
     * the challenger already is the champion (a re-run after promotion) -> it is compared with
       ``previous_champion``, the version it replaced, which reproduces the original decision.
 
-    A holdout the gate cannot use (no ``Survived`` column, one class, no rows) raises ``EvaluationError``.
+    A holdout the gate cannot use (no label column, one class, no rows) raises ``EvaluationError``.
     """
     config = GateConfig.from_settings(settings)
     version = str(challenger_version)
     client = mlflow_client()
     model_version = _get_version(client, model_name, version)
-    labels = _holdout_labels(holdout, model_name, version)
+    labels = _holdout_labels(holdout, model_name, version, settings)
     parity = parity_from_tags(model_version.tags)
     compared_on = f"holdout of {len(holdout)} rows, sha256 {holdout_fingerprint(holdout)}"
 

@@ -21,14 +21,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifeboat.registry.artifact import INFO_FILE, SPEC_FILE, ServingModel
+from lifeboat.registry.artifact import INFO_FILE, ServingModel, encoding_file
 from lifeboat.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
-    from lifeboat.dataset.features import FeatureSpec
+    from lifeboat.registry.artifact import Encoding
 
 logger = logging.getLogger(__name__)
 
@@ -82,16 +82,17 @@ def database_uri(uri: str) -> str:
     return uri
 
 
-def log_serving_model(onnx_model: Any, spec: FeatureSpec, info: Mapping[str, Any]) -> str:
-    """Log an ONNX model with its feature spec and info as the run's serving artifact; return its URI.
+def log_serving_model(onnx_model: Any, encoding: Encoding, info: Mapping[str, Any]) -> str:
+    """Log an ONNX model with its encoding (a fitted encoder) and info as the run's serving artifact; return
+    its URI.
 
     Must be called inside an active MLflow run.
     """
     import mlflow.onnx
 
     with tempfile.TemporaryDirectory(prefix="lifeboat-artifact-") as tmp:
-        spec_path = Path(tmp) / SPEC_FILE
-        spec.save(spec_path)
+        spec_path = Path(tmp) / encoding_file(encoding)
+        encoding.save(spec_path)
         info_path = Path(tmp) / INFO_FILE
         info_path.write_text(json.dumps(dict(info), indent=2, sort_keys=True, default=str))
         model_info = mlflow.onnx.log_model(

@@ -112,7 +112,7 @@ def overridden_paths(settings: Settings) -> dict[str, Path]:
     defaults = Settings(dataset=settings.dataset, data_root=settings.data_root)
     return {
         name: getattr(settings, name)
-        for name in ("raw_data", "unlabelled_data", "incoming_dir")
+        for name in ("dataset_spec", "raw_data", "unlabelled_data", "incoming_dir")
         if Path(getattr(settings, name)) != Path(getattr(defaults, name))
     }
 

@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from lifeboat.training.output import ID, LABEL, RAW_COLUMNS
+from lifeboat.dataset.columns import category_key
+from lifeboat.training.output import ID, LABEL
 from lifeboat.training.reading import SOURCE_FILE, SOURCE_INDEX, SOURCE_ROW
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-#: How many conflicting PassengerIds one error message lists.
+#: How many conflicting ids one error message lists.
 MAX_REPORTED_CONFLICTS = 20
 
 
 def id_statistics(frame: DataFrame) -> DataFrame:
-    """Per PassengerId: ``rows`` and ``labels`` (distinct labels: 0, 1 or 2).
+    """Per row key (the id): ``rows`` and ``labels`` (distinct labels: 0, 1 or 2).
 
     One aggregation over two narrow columns: whole rows are only compared, by :func:`duplicate_counts`, for
-    the PassengerIds that occur more than once.
+    the ids that occur more than once. Without an id every row has its own key: nothing repeats.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
@@ -45,20 +47,21 @@ class DuplicateCounts:
 
     @property
     def superseded(self) -> int:
-        """Distinct rows replaced by a later row of the same passenger (same label, other values)."""
+        """Distinct rows replaced by a later row of the same id (same label, other values)."""
         return self.distinct_rows - self.passengers
 
     @property
     def repeated(self) -> bool:
-        """Whether some PassengerId occurs in more than one row (else there is nothing to de-duplicate)."""
+        """Whether some id occurs in more than one row (else there is nothing to de-duplicate)."""
         return self.rows_in > self.passengers
 
 
-def duplicate_counts(frame: DataFrame, stats: DataFrame) -> DuplicateCounts:
-    """Totals of :func:`id_statistics` ``stats`` of ``frame``; distinct whole rows of repeated ids only.
+def duplicate_counts(frame: DataFrame, stats: DataFrame, raw_columns: Sequence[str]) -> DuplicateCounts:
+    """Totals of :func:`id_statistics` ``stats`` of ``frame``; distinct whole rows (``raw_columns``, label
+    included) of repeated ids only.
 
-    One Spark job when every PassengerId is unique (the usual case); otherwise one more, over the rows of the
-    repeated PassengerIds.
+    One Spark job when every id is unique (the usual case); otherwise one more, over the rows of the
+    repeated ids.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
@@ -72,30 +75,48 @@ def duplicate_counts(frame: DataFrame, stats: DataFrame) -> DuplicateCounts:
     distinct_rows = rows_in
     if repeated_ids:
         repeated = frame.join(stats.filter(F.col("rows") > 1).select(ID), ID, "left_semi")
-        distinct_rows = passengers - repeated_ids + repeated.select(*RAW_COLUMNS, LABEL).distinct().count()
+        distinct_rows = passengers - repeated_ids + repeated.select(*raw_columns).distinct().count()
     return DuplicateCounts(rows_in, distinct_rows, passengers, int(row["conflicts"]))
 
 
-def label_conflicts(frame: DataFrame, stats: DataFrame, limit: int = MAX_REPORTED_CONFLICTS) -> list[str]:
-    """One line per PassengerId carrying different labels in different rows, naming the files and labels."""
+def label_conflicts(
+    frame: DataFrame,
+    stats: DataFrame,
+    id_column: str,
+    label_column: str,
+    limit: int = MAX_REPORTED_CONFLICTS,
+) -> list[str]:
+    """One line per id carrying different labels in different rows, naming the files and labels."""
     from pyspark.sql import functions as F  # noqa: N812
 
     conflicts = stats.filter(F.col("labels") > 1)
-    ids = [int(r[ID]) for r in conflicts.select(ID).orderBy(ID).limit(limit + 1).collect()]
-    seen: dict[int, set[tuple[int, str, int]]] = {}
-    for r in frame.filter(F.col(ID).isin(ids[:limit])).select(ID, SOURCE_INDEX, SOURCE_FILE, LABEL).collect():
-        seen.setdefault(int(r[ID]), set()).add((int(r[SOURCE_INDEX]), str(r[SOURCE_FILE]), int(r[LABEL])))
+    keys = [int(r[ID]) for r in conflicts.select(ID).orderBy(ID).limit(limit + 1).collect()]
+    seen: dict[int, set[tuple[int, str, str]]] = {}
+    names: dict[int, str] = {}
+    rows = frame.filter(F.col(ID).isin(keys[:limit])).select(
+        ID, id_column, SOURCE_INDEX, SOURCE_FILE, label_column
+    )
+    for r in rows.collect():
+        names[int(r[ID])] = str(r[id_column])
+        seen.setdefault(int(r[ID]), set()).add(
+            (int(r[SOURCE_INDEX]), str(r[SOURCE_FILE]), _label_text(r[label_column]))
+        )
     lines = []
-    for pid in ids[:limit]:
-        where = ", ".join(f"label {label} in {name}" for _, name, label in sorted(seen.get(pid, set())))
-        lines.append(f"PassengerId {pid} has conflicting labels across files: {where}")
-    if len(ids) > limit:
-        lines.append(f"... and {conflicts.count() - limit} more conflicting PassengerId(s)")
+    for key in keys[:limit]:
+        where = ", ".join(f"label {label} in {name}" for _, name, label in sorted(seen.get(key, set())))
+        lines.append(f"{id_column} {names.get(key, key)} has conflicting labels across files: {where}")
+    if len(keys) > limit:
+        lines.append(f"... and {conflicts.count() - limit} more conflicting {id_column}(s)")
     return lines
 
 
+def _label_text(value: object) -> str:
+    """A label as the data file wrote it (integers without a decimal point)."""
+    return category_key(value) if isinstance(value, int | float | str | bool) else str(value)
+
+
 def deduplicate(frame: DataFrame) -> DataFrame:
-    """One row per PassengerId: the row from the latest file (last row of that file when it repeats an id).
+    """One row per id: the row from the latest file (last row of that file when it repeats an id).
 
     Exact duplicate rows are a special case (all copies are equal, one is kept). Label conflicts must have
     been ruled out first (:func:`label_conflicts`).

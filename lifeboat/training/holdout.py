@@ -12,7 +12,8 @@ if TYPE_CHECKING:
 
 
 def holdout_bucket(salt: int) -> Column:
-    """The passenger's bucket 0..99: ``pmod(xxhash64(PassengerId, salt), 100)`` (both as 64-bit integers)."""
+    """The row's bucket 0..99: ``pmod(xxhash64(row key, salt), 100)`` (both as 64-bit integers; Titanic's
+    key is its PassengerId)."""
     from pyspark.sql import functions as F  # noqa: N812
 
     return F.pmod(F.xxhash64(F.col(ID).cast("long"), F.lit(salt).cast("long")), F.lit(100))
@@ -21,7 +22,7 @@ def holdout_bucket(salt: int) -> Column:
 def assign_split(frame: DataFrame, holdout_percent: int, salt: int) -> DataFrame:
     """Add ``split``: ``holdout`` for buckets below ``holdout_percent``, else ``train``.
 
-    It depends only on the PassengerId and the salt, so a passenger stays on its side across runs and when new
+    It depends only on the row key (the id) and the salt, so a row stays on its side across runs and when new
     batches are added.
     """
     from pyspark.sql import functions as F  # noqa: N812
@@ -59,7 +60,7 @@ def check_split(counts: dict[str, dict[str, float]], holdout_percent: int) -> No
         rows, positives = int(counts[split]["rows"]), int(counts[split]["positives"])
         if rows == 0 or positives == 0 or positives == rows:
             problems.append(
-                f"the {split} split has {rows} rows of which {positives} survived: it needs both classes "
+                f"the {split} split has {rows} rows of which {positives} are positive: it needs both classes "
                 f"(holdout percent {holdout_percent}; add data or change --holdout-percent)"
             )
     if problems:

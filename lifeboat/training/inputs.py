@@ -1,4 +1,4 @@
-"""The preprocess output folder as training reads it: summary, feature spec and the feature splits."""
+"""The preprocess output folder as training reads it: summary, fitted encoder and the feature splits."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lifeboat.dataset.features import FeatureSpec, FeatureSpecError
+from lifeboat.dataset.fitted import EncoderError, FittedEncoder
 from lifeboat.training.errors import TrainingInputError
 from lifeboat.training.output import (
+    ENCODER_FILE,
     FEATURES_DIR,
     HOLDOUT_RAW_DIR,
     ID,
@@ -19,7 +20,6 @@ from lifeboat.training.output import (
     TRAIN_RAW_DIR,
     load_summary,
 )
-from lifeboat.training.output import SPEC_FILE as PREPROCESS_SPEC_FILE
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -31,20 +31,20 @@ class PreprocessOutput:
 
     directory: Path
     summary: dict[str, Any]
-    spec: FeatureSpec
+    encoder: FittedEncoder
 
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The model's input columns, in order."""
-        return self.spec.feature_names
+        return self.encoder.feature_names
 
 
 def open_preprocess_output(directory: Path) -> PreprocessOutput:
-    """Check a preprocess output folder and read its summary and feature spec."""
+    """Check a preprocess output folder and read its summary and fitted encoder."""
     directory = directory.resolve()
     missing = [
         name
-        for name in (FEATURES_DIR, HOLDOUT_RAW_DIR, TRAIN_RAW_DIR, PREPROCESS_SPEC_FILE, SUMMARY_FILE)
+        for name in (FEATURES_DIR, HOLDOUT_RAW_DIR, TRAIN_RAW_DIR, ENCODER_FILE, SUMMARY_FILE)
         if not (directory / name).exists()
     ]
     if not directory.is_dir() or missing:
@@ -54,15 +54,15 @@ def open_preprocess_output(directory: Path) -> PreprocessOutput:
             "run jobs/preprocess.py first"
         )
     try:
-        spec = FeatureSpec.load(directory / PREPROCESS_SPEC_FILE)
+        encoder = FittedEncoder.load(directory / ENCODER_FILE)
         summary = load_summary(directory)
-    except (FeatureSpecError, OSError, json.JSONDecodeError) as exc:
+    except (EncoderError, OSError, json.JSONDecodeError) as exc:
         raise TrainingInputError(f"{directory}: {exc}") from exc
-    return PreprocessOutput(directory=directory, summary=summary, spec=spec)
+    return PreprocessOutput(directory=directory, summary=summary, encoder=encoder)
 
 
 def load_split(spark: SparkSession, data: PreprocessOutput, split: str) -> DataFrame:
-    """One split of the feature table: PassengerId, Survived and the feature columns."""
+    """One split of the feature table: the row key, the 0/1 label and the feature columns."""
     from pyspark.sql import functions as F  # noqa: N812
 
     frame = spark.read.parquet(str(data.directory / FEATURES_DIR))

@@ -19,8 +19,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from lifeboat.dataset.features import FeatureSpec
-from lifeboat.registry.artifact import EXTRA_DIR, INFO_FILE, ONNX_FILE, SPEC_FILE, ArtifactError, ServingModel
+from lifeboat.registry.artifact import (
+    EXTRA_DIR,
+    INFO_FILE,
+    ONNX_FILE,
+    ArtifactError,
+    Encoding,
+    ServingModel,
+    encoding_file,
+)
 from lifeboat.training.errors import ExportError, ParityError
 from lifeboat.training.output import ID, to_pandas
 from lifeboat.training.selection import PROBABILITY
@@ -255,20 +262,20 @@ def export_onnx(
         raise ExportError(f"cannot convert {type(final).__name__} pipeline to ONNX: {exc}") from exc
 
 
-def write_serving_artifact(directory: Path, onnx_model: Any, spec: FeatureSpec, info: dict[str, Any]) -> Path:
+def write_serving_artifact(directory: Path, onnx_model: Any, spec: Encoding, info: dict[str, Any]) -> Path:
     """Write the serving artifact in the layout :mod:`lifeboat.registry.artifact` documents (and MLflow
     logs)."""
     extra = directory / EXTRA_DIR
     extra.mkdir(parents=True, exist_ok=True)
     (directory / ONNX_FILE).write_bytes(onnx_model.SerializeToString())
-    spec.save(extra / SPEC_FILE)
+    spec.save(extra / encoding_file(spec))
     (extra / INFO_FILE).write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
     return directory
 
 
 def parity_check(
     onnx_model: Any,
-    spec: FeatureSpec,
+    spec: Encoding,
     info: dict[str, Any],
     holdout_raw: pd.DataFrame,
     spark_scores: pd.DataFrame,

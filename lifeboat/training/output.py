@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pandas as pd
 
-from lifeboat.dataset import schema
+from lifeboat.dataset.labels import ROW_KEY, TARGET
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -22,14 +22,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-ID = schema.ID_COLUMN
-
-
-LABEL = schema.LABEL_COLUMN
-
-
-RAW_COLUMNS: tuple[str, ...] = schema.COLUMN_NAMES
-
+#: The row key and the 0/1 label of processed rows (see :mod:`lifeboat.dataset.labels`).
+ID = ROW_KEY
+LABEL = TARGET
 
 SPLIT = "split"
 
@@ -49,7 +44,8 @@ HOLDOUT_RAW_DIR = "holdout_raw"
 TRAIN_RAW_DIR = "train_raw"
 
 
-SPEC_FILE = "feature_spec.json"
+#: The encoder fitted on the train split (:class:`lifeboat.dataset.fitted.FittedEncoder`).
+ENCODER_FILE = "encoder.json"
 
 
 SUMMARY_FILE = "summary.json"

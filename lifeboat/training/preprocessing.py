@@ -1,26 +1,31 @@
-"""Preprocessing: raw passenger CSVs -> de-duplicated rows, a deterministic train/holdout split, features.
+"""Preprocessing: a dataset's raw labelled CSVs -> de-duplicated rows, a deterministic train/holdout split,
+features.
 
-The steps, each a pure ``DataFrame -> DataFrame`` transform, run by ``jobs/preprocess.py``:
+The steps, each a pure ``DataFrame -> DataFrame`` transform driven by the dataset spec, run by
+``jobs/preprocess.py``:
 
-1. :func:`.reading.validate_inputs` - every file against the passenger schema, on the driver, before Spark
+1. :func:`.reading.validate_inputs` - every file against the spec's columns, on the driver, before Spark
    starts;
-2. :func:`.reading.read_inputs` - each CSV read by Spark with an explicit schema, tagged with its position;
-3. :mod:`lifeboat.training.dedup` - one row per PassengerId (the latest file wins; the same PassengerId with
-   two labels fails); when no PassengerId repeats there is nothing to de-duplicate and the rows are only
-   spread over the cores by PassengerId;
-4. :func:`.holdout.assign_split` - train or holdout by a salted hash of PassengerId (stable across runs);
-5. :func:`fit_spec_on_train` - the feature spec fitted on the train split (collected to the driver);
-6. :func:`encode_features` - :func:`lifeboat.dataset.features.encode`, the very function serving runs,
+2. :func:`.reading.read_inputs` - each CSV read by Spark with the spec's types, tagged with its position,
+   plus the row key and the 0/1 label (:mod:`lifeboat.dataset.labels`);
+3. :mod:`lifeboat.training.dedup` - one row per id (the latest file wins; the same id with two labels
+   fails); when no id repeats (always, for a dataset without id) nothing is removed and the rows are only
+   spread over the cores by key;
+4. :func:`.holdout.assign_split` - train or holdout by a salted hash of the row key (stable across runs);
+5. :func:`fit_encoder_on_train` - the spec's encoder fitted on the train split (collected to the driver);
+6. :func:`encode_features` - :func:`lifeboat.dataset.encoder.encode`, the very function serving runs,
    inside Spark.
 
 :func:`run_preprocess` writes everything under one output folder atomically
 (:func:`.output.atomic_directory`)::
 
-    features/           parquet: PassengerId, Survived, split, one float32 column per FEATURE_NAMES
-    holdout_raw/        parquet: raw columns + Survived of the holdout (scored by the gate and parity check)
-    train_raw/          parquet: raw columns + Survived of the train split (the drift reference)
-    feature_spec.json   lifeboat.dataset.features.FeatureSpec fitted on the train split
-    summary.json        inputs (md5, rows), duplicates removed, split sizes and positive rates, settings
+    features/           parquet: _key, _label, split, one float32 column per feature
+    holdout_raw/        parquet: raw columns (label included), _key, _label of the holdout (scored by the
+                        gate and the parity check)
+    train_raw/          parquet: the same for the train split (the drift reference)
+    encoder.json        lifeboat.dataset.fitted.FittedEncoder fitted on the train split (embeds the spec)
+    summary.json        dataset, spec fingerprint, inputs (md5, rows), duplicates removed, split sizes and
+                        positive rates, settings
 """
 
 from __future__ import annotations
@@ -35,18 +40,18 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from lifeboat.data.lineage import data_fingerprint
-from lifeboat.dataset.features import FeatureSpec, encode, fit_feature_spec
+from lifeboat.dataset.encoder import FittedEncoder, encode, fit
+from lifeboat.dataset.models import DatasetSpec
 from lifeboat.training.dedup import deduplicate, duplicate_counts, id_statistics, label_conflicts
 from lifeboat.training.errors import PreprocessError
 from lifeboat.training.holdout import assign_split, check_split, split_counts
 from lifeboat.training.output import (
+    ENCODER_FILE,
     FEATURES_DIR,
     HOLDOUT,
     HOLDOUT_RAW_DIR,
     ID,
     LABEL,
-    RAW_COLUMNS,
-    SPEC_FILE,
     SPLIT,
     SUMMARY_FILE,
     TRAIN,
@@ -61,6 +66,7 @@ from lifeboat.training.reading import (
     SOURCE_INDEX,
     SOURCE_ROW,
     InputFile,
+    raw_columns,
     read_inputs,
 )
 
@@ -71,33 +77,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-#: Raw columns :func:`lifeboat.dataset.features.fit_feature_spec` reads: only these are collected to the
-# driver.
-SPEC_FIT_COLUMNS: tuple[str, ...] = ("Pclass", "Name", "Sex", "Age", "SibSp", "Parch", "Fare", "Embarked")
-
-
-# --- Extract ------------------------------------------------------------------------------------------------
-
-
 # --- Transform ----------------------------------------------------------------------------------------------
 
 
-def fit_spec_on_train(frame: DataFrame) -> FeatureSpec:
-    """Fit the feature spec on the train split's raw rows.
+def fit_encoder_on_train(frame: DataFrame, spec: DatasetSpec) -> FittedEncoder:
+    """Fit the spec's encoder on the train split's raw rows.
 
-    Only :data:`SPEC_FIT_COLUMNS` are collected to the driver (with Arrow): a few hundred bytes per row, so
-    this is fine up to several million rows. Rows are sorted by PassengerId (on the driver: no Spark sort
-    needed) so the fit never depends on partitioning.
+    Only the spec's input columns are collected to the driver (with Arrow): a few hundred bytes per row, so
+    this is fine up to several million rows. Rows are sorted by key (on the driver: no Spark sort needed) so
+    the fit never depends on partitioning.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
-    train = to_pandas(frame.filter(F.col(SPLIT) == TRAIN).select(ID, *SPEC_FIT_COLUMNS))
+    train = to_pandas(frame.filter(F.col(SPLIT) == TRAIN).select(ID, *spec.input_columns))
     train = train.sort_values(ID, kind="stable").reset_index(drop=True)
-    return fit_feature_spec(train.drop(columns=[ID]))
+    return fit(spec, train.drop(columns=[ID]))
 
 
 def feature_schema(feature_names: Sequence[str]) -> StructType:
-    """Schema of the feature table: id, label, split, then one FloatType column per feature."""
+    """Schema of the feature table: key, label, split, then one FloatType column per feature."""
     from pyspark.sql.types import FloatType, LongType, StringType, StructField, StructType
 
     return StructType(
@@ -110,19 +108,20 @@ def feature_schema(feature_names: Sequence[str]) -> StructType:
     )
 
 
-def encode_features(frame: DataFrame, spec: FeatureSpec) -> DataFrame:
-    """Encode raw rows with :func:`lifeboat.dataset.features.encode` (the serving code path) inside Spark.
+def encode_features(frame: DataFrame, encoder: FittedEncoder) -> DataFrame:
+    """Encode raw rows with :func:`lifeboat.dataset.encoder.encode` (the serving code path) inside Spark.
 
-    ``frame`` must hold the raw columns; ``Survived`` and ``split`` are carried along when present (null
-    otherwise). Features come out as float32, exactly what serving feeds the ONNX model.
+    ``frame`` must hold the key and the spec's input columns; the 0/1 label and ``split`` are carried along
+    when present (null otherwise). Features come out as float32, exactly what serving feeds the ONNX model.
     """
     from pyspark.sql import functions as F  # noqa: N812
 
-    spec_data = spec.to_dict()
-    names = list(spec.feature_names)
+    encoder_data = encoder.to_dict()  # what the executors rebuild the encoder from
+    names = list(encoder.feature_names)
     carried = {LABEL: "long", SPLIT: "string"}
     selected = frame.select(
-        *RAW_COLUMNS,
+        ID,
+        *encoder.spec.input_columns,
         *(
             (F.col(c) if c in frame.columns else F.lit(None)).cast(kind).alias(c)
             for c, kind in carried.items()
@@ -130,9 +129,9 @@ def encode_features(frame: DataFrame, spec: FeatureSpec) -> DataFrame:
     )
 
     def encode_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        local_spec = FeatureSpec.from_dict(spec_data)
+        local = FittedEncoder.from_dict(encoder_data)
         for batch in batches:
-            matrix = encode(batch, local_spec)
+            matrix = encode(local, batch)
             out = pd.DataFrame(matrix, columns=names, index=batch.index)
             out.insert(0, SPLIT, batch[SPLIT])
             out.insert(0, LABEL, batch[LABEL])
@@ -146,9 +145,15 @@ def encode_features(frame: DataFrame, spec: FeatureSpec) -> DataFrame:
 
 
 def run_preprocess(
-    spark: SparkSession, files: Sequence[InputFile], output: Path, holdout_percent: int, salt: int
+    spark: SparkSession,
+    files: Sequence[InputFile],
+    output: Path,
+    holdout_percent: int,
+    salt: int,
+    spec: DatasetSpec,
 ) -> dict[str, Any]:
-    """Read, de-duplicate, split, fit, encode and write validated ``files`` to ``output``; return the summary.
+    """Read, de-duplicate, split, fit, encode and write validated ``files`` of the ``spec``'s dataset to
+    ``output``; return the summary.
 
     Raises :class:`PreprocessError` (and writes nothing) for label conflicts across files or a split missing a
     class.
@@ -160,16 +165,19 @@ def run_preprocess(
     started = time.monotonic()
     durations: dict[str, float] = {"validate": round(sum(f.validate_seconds for f in files), 2)}
     with timed_step(durations, "read"):
-        combined = read_inputs(spark, files)
+        combined = read_inputs(spark, files, spec)
     stats = id_statistics(combined).cache()
     rows: DataFrame | None = None
     try:
         with timed_step(durations, "duplicates"):
-            duplicates = duplicate_counts(combined, stats)
+            raw = [c.name for c in raw_columns(spec)]
+            duplicates = duplicate_counts(combined, stats, raw)
             if duplicates.conflicting_ids:
-                raise PreprocessError(label_conflicts(combined, stats))
+                raise PreprocessError(
+                    label_conflicts(combined, stats, spec.id_column or ID, spec.label.column)
+                )
         with timed_step(durations, "split"):
-            # A CSV is read as one partition (multiLine): spread the rows over the cores by PassengerId, which
+            # A CSV is read as one partition (multiLine): spread the rows over the cores by key, which
             # is also the distribution de-duplication needs, so the encoding and the writes run in parallel.
             spread = combined.repartition(max(1, spark.sparkContext.defaultParallelism), ID)
             unique = deduplicate(spread) if duplicates.repeated else spread
@@ -177,11 +185,16 @@ def run_preprocess(
             rows = rows.cache()
             counts = split_counts(rows)
             check_split(counts, holdout_percent)
-        with timed_step(durations, "feature_spec"):
-            spec = fit_spec_on_train(rows)
-        features = encode_features(rows, spec)
+        with timed_step(durations, "fit_encoder"):
+            encoder = fit_encoder_on_train(rows, spec)
+        features = encode_features(rows, encoder)
 
         summary: dict[str, Any] = {
+            "dataset": spec.name,
+            "dataset_spec_fingerprint": spec.fingerprint(),
+            "id_column": spec.id_column,
+            "label_column": spec.label.column,
+            "positive_label": spec.label.positive,
             "inputs": [f.as_dict() for f in files],
             "data_fingerprint": data_fingerprint(f.md5 for f in files),
             "rows_in": duplicates.rows_in,
@@ -190,8 +203,8 @@ def run_preprocess(
             "rows_out": duplicates.passengers,
             "train": counts[TRAIN],
             "holdout": counts[HOLDOUT],
-            "feature_names": list(spec.feature_names),
-            "encoding_version": spec.encoding_version,
+            "feature_names": list(encoder.feature_names),
+            "encoding_version": encoder.encoding_version,
             "holdout_percent": holdout_percent,
             "salt": salt,
             "spark_version": spark.version,
@@ -202,11 +215,11 @@ def run_preprocess(
                 # Sorted within partitions (no extra shuffle): the same input always gives the same files.
                 features.sortWithinPartitions(ID).write.parquet(str(staging / FEATURES_DIR))
             with timed_step(durations, "write_raw"):
-                raw_out = [*RAW_COLUMNS, LABEL]
+                raw_out = [*raw, ID, LABEL]
                 for split, folder in ((HOLDOUT, HOLDOUT_RAW_DIR), (TRAIN, TRAIN_RAW_DIR)):
                     selected = rows.filter(F.col(SPLIT) == split).select(*raw_out)
                     selected.sortWithinPartitions(ID).write.parquet(str(staging / folder))
-            spec.save(staging / SPEC_FILE)
+            encoder.save(staging / ENCODER_FILE)
             summary["duration_seconds"] = round(time.monotonic() - started, 2)
             summary["durations_seconds"] = durations
             write_json(staging / SUMMARY_FILE, summary)

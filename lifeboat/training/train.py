@@ -79,7 +79,9 @@ logger = logging.getLogger(__name__)
 SPARK_MODEL_PATH = "spark_model"
 SUMMARY_NAME = "train_summary.json"
 #: Run artifacts other jobs read (the drift report uses the reference sample).
-SPEC_ARTIFACT = "data/feature_spec.json"
+SPEC_ARTIFACT = "data/encoder.json"
+#: Tag of every run and registered version: the fingerprint of the dataset spec it was trained with.
+DATASET_SPEC_TAG = "dataset_spec_fingerprint"
 PREPROCESS_SUMMARY_ARTIFACT = "data/preprocess_summary.json"
 REFERENCE_ARTIFACT = "data/train_reference.csv"
 TRAIN_SUMMARY_ARTIFACT = f"data/{SUMMARY_NAME}"
@@ -141,11 +143,15 @@ class TrainResult:
     preprocess_dir: str
     durations: dict[str, float]
     cv_sample: dict[str, Any] = field(default_factory=dict)
+    dataset: str = ""
+    dataset_spec_fingerprint: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
         return {
             "run_id": self.run_id,
+            "dataset": self.dataset,
+            "dataset_spec_fingerprint": self.dataset_spec_fingerprint,
             "model_name": self.model_name,
             "version": self.version,
             "registered": self.version is not None,
@@ -236,13 +242,15 @@ def log_plots(
 
 
 def reference_sample(spark: SparkSession, directory: Path, max_rows: int, seed: int) -> pd.DataFrame:
-    """The train split's raw rows (a deterministic sample of ``max_rows`` if larger): the drift reference."""
+    """The train split's raw rows (a deterministic sample of ``max_rows`` if larger, without the bookkeeping
+    key and 0/1 label): the drift reference."""
     from pyspark.sql import functions as F  # noqa: N812
 
     frame = spark.read.parquet(str(directory / TRAIN_RAW_DIR))
     if frame.count() > max_rows:
         frame = frame.orderBy(F.xxhash64(F.col(ID), F.lit(seed).cast("long"))).limit(max_rows)
-    return to_pandas(frame).sort_values(ID).reset_index(drop=True)
+    raw = to_pandas(frame).sort_values(ID).reset_index(drop=True)
+    return raw.drop(columns=[c for c in (ID, LABEL) if c in raw.columns])
 
 
 def _log_cv(scores: dict[str, list[ConfigScore]]) -> dict[str, dict[str, Any]]:
@@ -383,6 +391,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             "cv_accuracy_std": winner.std("accuracy"),
         }
         mlflow.set_tag("family", family)
+        mlflow.set_tags({"dataset": data.encoder.spec.name, DATASET_SPEC_TAG: data.encoder.fingerprint})
         mlflow.log_params({f"model_{k}": v for k, v in winner.params.items()})
         mlflow.log_metrics(cv)
         mlflow.log_metrics(
@@ -428,7 +437,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
                 shutil.rmtree(export_dir, ignore_errors=True)
         with timed_step(durations, "parity", logger):
             holdout_raw = pd.read_parquet(data.directory / HOLDOUT_RAW_DIR)
-            parity = parity_check(onnx_model, data.spec, info, holdout_raw, spark_scores, workdir)
+            parity = parity_check(onnx_model, data.encoder, info, holdout_raw, spark_scores, workdir)
         mlflow.log_metric("parity_max_abs_diff", parity)
         mlflow.set_tag("parity_max_abs_diff", f"{parity:.3e}")
         if not parity <= config.parity_tolerance:
@@ -445,8 +454,8 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             )
             spark_model_uri = str(spark_info.model_uri)
             info["spark_model_uri"] = spark_model_uri
-            serving_uri = log_serving_model(onnx_model, data.spec, info)
-            mlflow.log_text(json.dumps(data.spec.to_dict(), indent=2, sort_keys=True), SPEC_ARTIFACT)
+            serving_uri = log_serving_model(onnx_model, data.encoder, info)
+            mlflow.log_text(json.dumps(data.encoder.to_dict(), indent=2, sort_keys=True), SPEC_ARTIFACT)
             mlflow.log_text(
                 json.dumps(data.summary, indent=2, sort_keys=True, default=str), PREPROCESS_SUMMARY_ARTIFACT
             )
@@ -468,6 +477,8 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
                     "salt": lineage["salt"],
                     "reference_artifact": f"runs:/{run_id}/{REFERENCE_ARTIFACT}",
                     "cv_rows": str(sample.rows),
+                    "dataset": data.encoder.spec.name,
+                    DATASET_SPEC_TAG: data.encoder.fingerprint,
                     **{k: repr(v) for k, v in {**holdout_metrics, **cv}.items()},
                 }
                 version = str(register_challenger(serving_uri, config.model_name, tags).version)
@@ -491,6 +502,8 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
             preprocess_dir=str(data.directory),
             durations=durations,
             cv_sample=sample.as_dict(),
+            dataset=data.encoder.spec.name,
+            dataset_spec_fingerprint=data.encoder.fingerprint,
         )
         mlflow.log_text(
             json.dumps(result.as_dict(), indent=2, sort_keys=True, default=str), TRAIN_SUMMARY_ARTIFACT

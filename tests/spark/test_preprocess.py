@@ -16,10 +16,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat.dataset.features import FEATURE_NAMES, FeatureSpec, encode, fit_feature_spec
+from lifeboat.dataset.encoder import encode, fit
+from lifeboat.dataset.fitted import FittedEncoder
 from lifeboat.dataset.schema import COLUMNS
 from lifeboat.training import output as preprocess_output
 from lifeboat.training import preprocessing
+from lifeboat.training.output import ID, LABEL
+from tests.support.models import titanic_spec
+
+#: Titanic's 22 features (the spec's encoder names them).
+FEATURE_NAMES: tuple[str, ...] = tuple(titanic_spec().feature_names or ())
+TITANIC_SPEC = Path(__file__).resolve().parents[2] / "data" / "titanic" / "dataset.yaml"
 
 pytestmark = pytest.mark.spark
 
@@ -38,9 +45,9 @@ def run_job(
 
 
 def splits_of(output: Path) -> dict[int, str]:
-    """PassengerId -> train/holdout, from a preprocess output."""
-    frame = pd.read_parquet(output / preprocess_output.FEATURES_DIR, columns=["PassengerId", "split"])
-    return dict(zip(frame["PassengerId"].astype(int), frame["split"], strict=True))
+    """Row key (Titanic: the PassengerId) -> train/holdout, from a preprocess output."""
+    frame = pd.read_parquet(output / preprocess_output.FEATURES_DIR, columns=[ID, "split"])
+    return dict(zip(frame[ID].astype(int), frame["split"], strict=True))
 
 
 def summary_of(output: Path) -> dict[str, object]:
@@ -50,12 +57,12 @@ def summary_of(output: Path) -> dict[str, object]:
 
 
 def raw_rows(output: Path) -> pd.DataFrame:
-    """train_raw + holdout_raw of a preprocess output, by PassengerId."""
+    """train_raw + holdout_raw of a preprocess output, by row key (Titanic: the PassengerId)."""
     frames = [
         pd.read_parquet(output / d)
         for d in (preprocess_output.TRAIN_RAW_DIR, preprocess_output.HOLDOUT_RAW_DIR)
     ]
-    return pd.concat(frames).sort_values("PassengerId").reset_index(drop=True)
+    return pd.concat(frames).sort_values(ID).reset_index(drop=True)
 
 
 def parse_like_validator(path: Path) -> pd.DataFrame:
@@ -73,6 +80,29 @@ def parse_like_validator(path: Path) -> pd.DataFrame:
         else:
             out[spec.name] = pd.to_numeric(stripped)
     return out
+
+
+def test_invalid_spec_exits_2_naming_file_and_key(
+    preprocess_job: ModuleType,
+    titanic_rows: pd.DataFrame,
+    write_csv: WriteCsv,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    spec = tmp_path / "dataset.yaml"
+    spec.write_text(TITANIC_SPEC.read_text().replace("type: numeric", "type: decimal", 1))
+    raw = write_csv(tmp_path / "raw.csv", titanic_rows.iloc[:30])
+
+    code, _, err = run_job(
+        preprocess_job, capsys, raw, tmp_path / "none", tmp_path / "out", "--spec", str(spec)
+    )
+
+    assert code == 2
+    assert (
+        f"{spec}: columns.Age.type: Input should be 'numeric', 'integer', 'categorical', 'boolean' or "
+        "'text', got 'decimal'"
+    ) in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_split_is_deterministic_across_runs_and_when_a_batch_is_added(
@@ -179,6 +209,13 @@ def test_summary_counts_and_inputs(
     assert summary["salt"] == 7
     assert summary["feature_names"] == list(FEATURE_NAMES)
     assert summary["spark_version"] == spark.version  # type: ignore[attr-defined]
+    assert summary["dataset"] == "titanic"
+    assert summary["dataset_spec_fingerprint"] == titanic_spec().fingerprint()
+    assert (summary["id_column"], summary["label_column"], summary["positive_label"]) == (
+        "PassengerId",
+        "Survived",
+        1,
+    )
 
 
 def test_conflicting_labels_across_files_fail_naming_ids_and_files(
@@ -250,9 +287,9 @@ def test_messy_but_valid_csv_reads_exactly_like_the_validator(
     code, _, err = run_job(preprocess_job, capsys, raw, tmp_path / "none", tmp_path / "out")
 
     assert code == 0, err
-    spec = FeatureSpec.load(tmp_path / "out" / preprocess_output.SPEC_FILE)
-    features = pd.read_parquet(tmp_path / "out" / "features").sort_values("PassengerId")
-    expected = encode(parse_like_validator(raw).sort_values("PassengerId").reset_index(drop=True), spec)
+    encoder = FittedEncoder.load(tmp_path / "out" / preprocess_output.ENCODER_FILE)
+    features = pd.read_parquet(tmp_path / "out" / "features").sort_values(ID)
+    expected = encode(encoder, parse_like_validator(raw).sort_values("PassengerId").reset_index(drop=True))
     np.testing.assert_array_equal(features[list(FEATURE_NAMES)].to_numpy(), expected)
     stored = raw_rows(tmp_path / "out")
     assert stored.loc[2, "Name"] == 'Smith, Mr. John "Jack", Jr'
@@ -263,21 +300,21 @@ def test_features_equal_the_serving_encoding_of_the_raw_rows(
     titanic_preprocessed: Path, raw_train_csv: Path
 ) -> None:
     """The skew test: raw passengers through Spark's path and through serving's path give the same inputs."""
-    features = (
-        pd.read_parquet(titanic_preprocessed / "features").sort_values("PassengerId").reset_index(drop=True)
-    )
+    features = pd.read_parquet(titanic_preprocessed / "features").sort_values(ID).reset_index(drop=True)
     raw = pd.read_csv(raw_train_csv).sort_values("PassengerId").reset_index(drop=True)
-    spec = FeatureSpec.load(titanic_preprocessed / preprocess_output.SPEC_FILE)
+    encoder = FittedEncoder.load(titanic_preprocessed / preprocess_output.ENCODER_FILE)
 
-    assert list(features.columns) == ["PassengerId", "Survived", "split", *FEATURE_NAMES]
+    assert list(features.columns) == [ID, LABEL, "split", *FEATURE_NAMES]
+    assert encoder.feature_names == FEATURE_NAMES
     assert all(features[name].dtype == np.float32 for name in FEATURE_NAMES)
-    np.testing.assert_array_equal(features["PassengerId"].to_numpy(), raw["PassengerId"].to_numpy())
-    np.testing.assert_array_equal(features[list(FEATURE_NAMES)].to_numpy(), encode(raw, spec))
-    np.testing.assert_array_equal(features["Survived"].to_numpy(), raw["Survived"].to_numpy())
-    # The spec is fitted on the train split only (and on the raw columns preprocessing collects for it).
-    train = raw[raw["PassengerId"].isin(features.loc[features["split"] == "train", "PassengerId"])]
-    assert spec.to_dict() == fit_feature_spec(train.reset_index(drop=True)).to_dict()
-    assert spec.reference.rows == (features["split"] == "train").sum() < len(raw)
+    np.testing.assert_array_equal(features[ID].to_numpy(), raw["PassengerId"].to_numpy())
+    np.testing.assert_array_equal(features[list(FEATURE_NAMES)].to_numpy(), encode(encoder, raw))
+    np.testing.assert_array_equal(features[LABEL].to_numpy(), raw["Survived"].to_numpy())
+    # The encoder is fitted on the train split only (and on the spec's input columns).
+    train = raw[raw["PassengerId"].isin(features.loc[features["split"] == "train", ID])]
+    refitted = fit(encoder.spec, train.reset_index(drop=True))
+    assert encoder.to_dict() == refitted.to_dict()
+    assert encoder.statistics.rows == (features["split"] == "train").sum() < len(raw)
 
 
 def test_real_data_summary(titanic_preprocessed: Path, raw_train_csv: Path) -> None:
@@ -352,6 +389,8 @@ def test_spark_submit_runs_the_job_as_airflow_will(
                 "--conf",
                 "spark.ui.enabled=false",
                 str(JOBS_DIR / "preprocess.py"),
+                "--spec",
+                str(TITANIC_SPEC),
                 "--raw",
                 str(raw_csv),
                 "--incoming",
@@ -372,7 +411,7 @@ def test_spark_submit_runs_the_job_as_airflow_will(
     assert "preprocessed 1 file(s), 120 rows -> 120" in done.stdout
     assert summary_of(tmp_path / "out")["rows_out"] == 120
     assert len(pd.read_parquet(tmp_path / "out" / "features")) == 120
-    for name in ("train_raw", "holdout_raw", "feature_spec.json"):
+    for name in ("train_raw", "holdout_raw", "encoder.json"):
         assert (tmp_path / "out" / name).exists()
 
     failed = submit(bad_raw, tmp_path / "bad-out")
@@ -380,3 +419,54 @@ def test_spark_submit_runs_the_job_as_airflow_will(
     # spark-submit merges the Python driver's stderr into its stdout; Airflow's task log shows both.
     assert "bad.csv: row 5, column 'Pclass': impossible value '7'" in failed.stdout + failed.stderr
     assert not (tmp_path / "bad-out").exists()
+
+
+SYNTH_SPEC = """
+name: synth
+label: {column: outcome, positive: "yes"}
+columns:
+  - {name: x, type: numeric, range: {min: -10, max: 10}}
+  - {name: color, type: categorical, vocabulary: [red, green, blue]}
+  - {name: outcome, type: categorical, role: label, vocabulary: ["no", "yes"]}
+features:
+  - {column: x}
+  - {column: color, encoding: onehot, unknown: other}
+example: {x: 0.5, color: red}
+"""
+
+
+def test_dataset_without_id_keeps_repeated_rows_and_maps_a_text_label(
+    spark: object,
+    preprocess_job: ModuleType,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without an id every row is its own example: identical rows are all kept (nothing says they are the
+    same person), each gets a key from its file and position, and the label becomes 1 exactly for "yes"."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-5, 5, 300).round(3)
+    colors = rng.choice(["red", "green", "blue"], 300)
+    frame = pd.DataFrame({"x": x, "color": colors, "outcome": np.where(x > 0, "yes", "no")})
+    frame = pd.concat([frame, frame.iloc[:40]], ignore_index=True)  # 40 rows repeated exactly
+    raw = tmp_path / "synth.csv"
+    frame.to_csv(raw, index=False)
+    spec = tmp_path / "dataset.yaml"
+    spec.write_text(SYNTH_SPEC)
+
+    code, out, err = run_job(
+        preprocess_job, capsys, raw, tmp_path / "none", tmp_path / "out", "--spec", str(spec)
+    )
+
+    assert code == 0, err
+    summary = summary_of(tmp_path / "out")
+    assert (summary["rows_in"], summary["rows_out"], summary["exact_duplicates_removed"]) == (340, 340, 0)
+    assert summary["dataset"] == "synth"
+    assert summary["id_column"] is None
+    assert summary["feature_names"] == ["x", "color_red", "color_green", "color_blue", "color_other"]
+    features = pd.read_parquet(tmp_path / "out" / "features")
+    assert features[ID].is_unique
+    assert len(features) == 340
+    rows = raw_rows(tmp_path / "out")
+    assert (rows[LABEL] == (rows["outcome"] == "yes").astype(int)).all()
+    assert rows[LABEL].sum() == int((frame["outcome"] == "yes").sum())
+    assert "340 rows -> 340" in out

@@ -13,17 +13,22 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lifeboat.dataset.features import FEATURE_NAMES
 from lifeboat.registry.evaluation import METRIC_NAMES
 from lifeboat.training import onnx_export
 from lifeboat.training import train as training
-from lifeboat.training.output import HOLDOUT_RAW_DIR
+from lifeboat.training.output import HOLDOUT_RAW_DIR, ID
+from tests.support.models import titanic_spec
 
 pytestmark = pytest.mark.spark
+
+#: Titanic's 22 features (its spec names them).
+FEATURE_NAMES: tuple[str, ...] = tuple(titanic_spec().feature_names or ())
 
 #: Version tags later steps rely on (gate, benchmarks, audit).
 REQUIRED_VERSION_TAGS = {
     "run_id",
+    "dataset",
+    "dataset_spec_fingerprint",
     "family",
     "parity_max_abs_diff",
     "holdout_roc_auc",
@@ -61,7 +66,7 @@ def client_for(uri: str) -> Any:
 
 def holdout_raw(preprocessed: Path) -> pd.DataFrame:
     """The raw holdout rows, as the gate and the parity check read them."""
-    return pd.read_parquet(preprocessed / HOLDOUT_RAW_DIR).sort_values("PassengerId").reset_index(drop=True)
+    return pd.read_parquet(preprocessed / HOLDOUT_RAW_DIR).sort_values(ID).reset_index(drop=True)
 
 
 def check_registered_version(client: Any, name: str, summary: dict[str, Any], family: str) -> dict[str, str]:
@@ -143,11 +148,11 @@ def test_lr_run_spark_model_and_serving_artifact_agree_on_raw_passengers(
     features = spark.read.parquet(str(titanic_preprocessed / "features")).filter("split = 'holdout'")
     scored = (
         spark_model.transform(features)
-        .select("PassengerId", vector_to_array("probability")[1].alias("p"))
+        .select(ID, vector_to_array("probability")[1].alias("p"))
         .toPandas()
-        .sort_values("PassengerId")
+        .sort_values(ID)
     )
-    np.testing.assert_array_equal(scored["PassengerId"].to_numpy(), raw["PassengerId"].to_numpy())
+    np.testing.assert_array_equal(scored[ID].to_numpy(), raw["PassengerId"].to_numpy())
     assert np.max(np.abs(scored["p"].to_numpy() - served)) <= PARITY_TOLERANCE
 
 
@@ -172,6 +177,7 @@ def test_lr_run_logs_metrics_lineage_plots_and_reference(
     assert tags["spark_version"] == spark.version
     assert json.loads(tags["spark_conf"])["spark.master"] == "local[2]"
     assert tags["features"] == ",".join(FEATURE_NAMES)
+    assert (tags["dataset"], tags["dataset_spec_fingerprint"]) == ("titanic", titanic_spec().fingerprint())
     assert tags["holdout_percent"] == "20"
     assert tags["registered_version"] == lr_run["version"]
 
@@ -189,7 +195,11 @@ def test_lr_run_logs_metrics_lineage_plots_and_reference(
         )
     )
     assert len(reference) == lr_run_train_rows(titanic_preprocessed)
-    assert list(reference.columns) == list(pd.read_parquet(titanic_preprocessed / "train_raw").columns)
+    # The raw columns as the dataset spec lists them (label last), without the bookkeeping key and 0/1 label.
+    assert list(reference.columns) == [
+        *(c.name for c in titanic_spec().columns if c.role != "label"),
+        "Survived",
+    ]
 
     children = client.search_runs(
         [run.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.info.run_id}'"

@@ -1,10 +1,9 @@
 """Small real ONNX models for tests that need registered versions without running Spark.
 
-The models are scikit-learn logistic regressions on lifeboat's real feature encoding, converted with
-skl2onnx: real ONNX graphs, loaded by the real :class:`lifeboat.registry.artifact.ServingModel`. ``noise``
-degrades a
-model on purpose (0 = fit on the true labels, 1 = fit on shuffled labels) so gate tests get better and worse
-versions.
+The models are scikit-learn logistic regressions on a dataset spec's real encoder (Titanic's unless another
+spec is given), converted with skl2onnx: real ONNX graphs, loaded by the real
+:class:`lifeboat.registry.artifact.ServingModel`. ``noise`` degrades a model on purpose (0 = fit on the true
+labels, 1 = fit on shuffled labels) so gate tests get better and worse versions.
 """
 
 from __future__ import annotations
@@ -18,28 +17,42 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from lifeboat.dataset.features import FEATURE_NAMES, FeatureSpec, encode, fit_feature_spec
+from lifeboat.dataset.encoder import FittedEncoder, encode, fit
+from lifeboat.dataset.labels import binary_labels
+from lifeboat.dataset.models import DatasetSpec
+from lifeboat.dataset.spec import load_spec
 from tests.support.mlflow_state import mlflow_uris_restored
 
 if TYPE_CHECKING:
     from lifeboat.settings import Settings
 
 
-def _fit_sklearn(train: pd.DataFrame, noise: float, seed: int) -> tuple[Any, FeatureSpec]:
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def titanic_spec() -> DatasetSpec:
+    """data/titanic/dataset.yaml of this checkout."""
+    return load_spec(REPO_ROOT / "data" / "titanic" / "dataset.yaml")
+
+
+def _fit_sklearn(
+    train: pd.DataFrame, noise: float, seed: int, spec: DatasetSpec | None = None
+) -> tuple[Any, FittedEncoder]:
     """Fit the logistic regression of :func:`sklearn_onnx_model` (a share ``noise`` of labels shuffled)."""
     from sklearn.linear_model import LogisticRegression
     from threadpoolctl import threadpool_limits
 
-    spec = fit_feature_spec(train)
-    x = encode(train, spec)
-    y = train["Survived"].to_numpy().copy()
+    spec = spec if spec is not None else titanic_spec()
+    encoder = fit(spec, train)
+    x = encode(encoder, train)
+    y = binary_labels(spec, train[spec.label.column].tolist())
     rng = np.random.default_rng(seed)
     flip = rng.random(len(y)) < noise
     y[flip] = rng.permutation(y[flip])
     # One BLAS thread: on a 2-core machine the default threading makes this small fit ~10x slower.
     with threadpool_limits(1):
         clf = LogisticRegression(max_iter=2000).fit(x, y)
-    return clf, spec
+    return clf, encoder
 
 
 def _to_onnx(clf: Any) -> Any:
@@ -48,23 +61,25 @@ def _to_onnx(clf: Any) -> Any:
 
     return convert_sklearn(
         clf,
-        initial_types=[("features", FloatTensorType([None, len(FEATURE_NAMES)]))],
+        initial_types=[("features", FloatTensorType([None, int(clf.n_features_in_)]))],
         options={id(clf): {"zipmap": False}},
         target_opset=17,
     )
 
 
-def sklearn_onnx_model(train: pd.DataFrame, noise: float = 0.0, seed: int = 0) -> tuple[Any, FeatureSpec]:
+def sklearn_onnx_model(
+    train: pd.DataFrame, noise: float = 0.0, seed: int = 0, spec: DatasetSpec | None = None
+) -> tuple[Any, FittedEncoder]:
     """Fit a logistic regression on ``train`` (a share ``noise`` of labels shuffled); convert to ONNX."""
-    clf, spec = _fit_sklearn(train, noise, seed)
-    return _to_onnx(clf), spec
+    clf, encoder = _fit_sklearn(train, noise, seed, spec)
+    return _to_onnx(clf), encoder
 
 
-def onnx_parity(clf: Any, onnx_model: Any, spec: FeatureSpec, rows: pd.DataFrame) -> float:
+def onnx_parity(clf: Any, onnx_model: Any, encoder: FittedEncoder, rows: pd.DataFrame) -> float:
     """Max |p_sklearn - p_onnxruntime| on ``rows``: the same servability check the training job records."""
     import onnxruntime as ort
 
-    x = encode(rows, spec)
+    x = encode(encoder, rows)
     session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
     _, probabilities = session.run(None, {"features": x})
     return float(np.max(np.abs(clf.predict_proba(x)[:, 1] - np.asarray(probabilities)[:, 1])))
@@ -77,23 +92,25 @@ def register_sklearn_version(
     seed: int = 0,
     tags: dict[str, str] | None = None,
     parity_rows: pd.DataFrame | None = None,
+    spec: DatasetSpec | None = None,
 ) -> str:
     """Log and register a scikit-learn ONNX version (alias challenger) in the current MLflow store.
 
     With ``parity_rows`` the version also gets the ``parity_max_abs_diff`` tag, measured (scikit-learn vs
-    onnxruntime) on those rows as the training job does for Spark vs onnxruntime.
+    onnxruntime) on those rows as the training job does for Spark vs onnxruntime. ``spec`` is the dataset
+    (default: Titanic); ``train`` holds its raw columns and label.
     """
     import mlflow
 
     from lifeboat.registry.store import PARITY_TAG, log_serving_model, register_challenger
 
-    clf, spec = _fit_sklearn(train, noise, seed)
+    clf, encoder = _fit_sklearn(train, noise, seed, spec)
     onnx_model = _to_onnx(clf)
     all_tags = dict(tags or {})
     if parity_rows is not None:
-        all_tags[PARITY_TAG] = repr(onnx_parity(clf, onnx_model, spec, parity_rows))
+        all_tags[PARITY_TAG] = repr(onnx_parity(clf, onnx_model, encoder, parity_rows))
     with mlflow.start_run():
-        uri = log_serving_model(onnx_model, spec, {"family": "sklearn-lr", "noise": noise})
+        uri = log_serving_model(onnx_model, encoder, {"family": "sklearn-lr", "noise": noise})
     version = register_challenger(uri, model_name, all_tags)
     return str(version.version)
 
