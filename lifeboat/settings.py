@@ -8,6 +8,7 @@ with ``get_settings.cache_clear()`` after changing the environment. Nothing here
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +45,19 @@ DATASET_DERIVED_FIELDS = frozenset(
 )
 #: Registered model names that predate the dataset platform and are kept (the MLflow history lives there).
 LEGACY_MODEL_NAMES = {"titanic": "titanic-survival"}
+
+
+def _derived_defaults(dataset: str, data_root: Any) -> dict[str, Any]:
+    """The per-dataset defaults: data paths under ``data_root/<dataset>``, experiment and model names."""
+    folder = Path(data_root or "data") / dataset
+    return {
+        "dataset_spec": folder / "dataset.yaml",
+        "raw_data": folder / "raw" / "train.csv",
+        "unlabelled_data": folder / "raw" / "test.csv",
+        "incoming_dir": folder / "incoming",
+        "experiment_name": f"{dataset}-retrain",
+        "model_name": LEGACY_MODEL_NAMES.get(dataset, dataset),
+    }
 
 
 class SettingsError(ValueError):
@@ -111,6 +125,9 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
     prediction_log_max_rows: int = Field(100_000, ge=100)
+    # Datasets whose champions one server hosts, comma-separated (empty = every known dataset); the default
+    # dataset (``dataset``) is always served.
+    serving_datasets: str = ""
 
     # Drift monitoring (lifeboat/monitoring/drift.py explains the defaults: they were calibrated on 300-row
     # batches)
@@ -149,13 +166,8 @@ class Settings(BaseSettings):
         if not isinstance(values, dict):
             return values
         dataset = str(values.get("dataset") or DEFAULT_DATASET)
-        folder = Path(values.get("data_root") or "data") / dataset
-        values.setdefault("dataset_spec", folder / "dataset.yaml")
-        values.setdefault("raw_data", folder / "raw" / "train.csv")
-        values.setdefault("unlabelled_data", folder / "raw" / "test.csv")
-        values.setdefault("incoming_dir", folder / "incoming")
-        values.setdefault("experiment_name", f"{dataset}-retrain")
-        values.setdefault("model_name", LEGACY_MODEL_NAMES.get(dataset, dataset))
+        for key, value in _derived_defaults(dataset, values.get("data_root")).items():
+            values.setdefault(key, value)
         return values
 
     @field_validator("cv_sample_rows")
@@ -198,11 +210,26 @@ class Settings(BaseSettings):
         if dataset == self.dataset:
             return self
         kept = self.model_dump(include=self.model_fields_set - DATASET_DERIVED_FIELDS - {"dataset"})
-        return type(self)(**kept, dataset=dataset)
+        # The derived values are passed explicitly: a LIFEBOAT_MODEL_NAME (etc.) in the environment names the
+        # default dataset's model, never another dataset's.
+        derived = {"reports_dir": None, **_derived_defaults(dataset, self.data_root)}
+        return type(self)(**kept, **derived, dataset=dataset)
 
     def known_datasets(self) -> list[str]:
         """The datasets under ``data_root``: every folder holding a ``dataset.yaml``, sorted."""
         return sorted(p.parent.name for p in self.data_root.glob("*/dataset.yaml"))
+
+    def served_datasets(self) -> list[str]:
+        """The datasets the prediction server hosts: the default dataset first, then ``serving_datasets``
+        (empty: every known dataset) in order, each once."""
+        wanted = [d.strip() for d in self.serving_datasets.split(",") if d.strip()]
+        chosen = wanted if wanted else self.known_datasets()
+        bad = [d for d in chosen if not re.fullmatch(DATASET_NAME_PATTERN, d)]
+        if bad:
+            raise SettingsError(
+                f"LIFEBOAT_SERVING_DATASETS: {', '.join(map(repr, bad))} is not a dataset name"
+            )
+        return list(dict.fromkeys([self.dataset, *chosen]))
 
     @property
     def dataset_state_dir(self) -> Path:

@@ -8,31 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from lifeboat.monitoring.prediction_log import PredictionLog
 from lifeboat.settings import Settings, get_settings
 from serving.batch_input import MAX_LISTED_ERRORS
-from serving.champion_source import ChampionSource
-from serving.champion_sync import ChampionSync
-from serving.fleet import FleetBoard, new_worker_id
+from serving.datasets import DatasetServing, build_dataset, fleet_directory
+from serving.fleet import new_worker_id
 from serving.metrics import ServingMetrics
 from serving.middleware import BodySizeLimit, RequestMetrics
-from serving.model_holder import ModelHolder
-from serving.routes import admin, health, model, predictions
+from serving.routes import admin, datasets, health, model, predictions, v2
 from serving.routes import metrics as metrics_route
 from serving.scoring import RowCoalescer
 from serving.state import ServingState
+
+__all__ = ["build_state", "create_app", "fleet_directory"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +36,8 @@ logger = logging.getLogger(__name__)
 STARTUP_WAIT_SECONDS = 30.0
 
 DESCRIPTION = """
-Titanic survival predictions from the MLflow registry's champion (ONNX, no JVM).
+Predictions from the MLflow registry's champion of every hosted dataset (ONNX, no JVM): Titanic survival on
+the original routes, any dataset on `/v1/datasets/{dataset}/...` and the Open Inference Protocol (`/v2`).
 
 * **Contract** (the seed's): `{"survived": 1, "probability_survive": 0.834,
   "drift_alerts": "No drift detected", "model_version": "3"}`; `survived` is 1 exactly when the rounded
@@ -52,80 +49,101 @@ Titanic survival predictions from the MLflow registry's champion (ONNX, no JVM).
 * **Batches** are all or nothing: a 422 lists every invalid row index and field and nothing is scored.
 * **No model yet** (no champion, registry down): `/ready` and the prediction endpoints answer 503 with the
   reason; the server picks a champion up on `/admin/reload` or by polling the alias.
+* **Every dataset** (`LIFEBOAT_SERVING_DATASETS`, default: all; the default dataset always):
+  `POST /v1/datasets/{dataset}/predict` (one record) and `/predict/batch` (`{"records": [...]}`, CSV or
+  multipart) answer `{"model_version", "count", "predictions": [...]}` with the field names of the dataset
+  spec's `response` section; the record is validated against the served model's spec (422 naming the
+  field); an unknown dataset is a 404 naming the hosted ones; a dataset without a champion answers 503
+  while the others serve. `/admin/reload?dataset=NAME` reloads one dataset (default: the default one).
+* **Open Inference Protocol** (KServe v2 REST; Triton, MLServer, Seldon clients work unchanged):
+  `GET /v2/health/live`, `/v2/health/ready`, `/v2/models/{dataset}`, `/v2/models/{dataset}/ready`,
+  `POST /v2/models/{dataset}/infer` with one input tensor per column (INT64, FP64, BOOL, BYTES; MLServer's
+  pandas codec layout); outputs: the prediction (INT64), the probability (FP64), `drift_alerts` (BYTES).
+  Errors are `{"error": "..."}` (400 bad request, 404 unknown model or version, 503 not loaded).
 * **Several workers**: `/admin/reload` reaches one worker; it publishes the version to the other workers of
   this server and answers 200 once all of them serve it (`converged: true`), or 202 when some have not
   confirmed yet. Every worker also polls the alias every `LIFEBOAT_REGISTRY_POLL_SECONDS`. `/ready`,
-  `/model` and `/metrics` answer for the worker that received the request.
+  `/model` and `/metrics` answer for the worker that received the request (`/metrics` labels the per-model
+  series with `dataset`).
 """
 
 
-def fleet_directory(settings: Settings) -> Path:
-    """One fleet folder per (model, registry) under the state folder: two servers never mix targets."""
-    digest = hashlib.sha256(settings.tracking_uri.encode()).hexdigest()[:10]
-    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.model_name)
-    return settings.state_dir / "serving" / f"{safe_name}-{digest}"
-
-
 def build_state(settings: Settings) -> ServingState:
-    """Every component of one app (nothing is started)."""
+    """Every component of one app, one set per served dataset (nothing is started)."""
     worker_id = new_worker_id()
-    prediction_log = PredictionLog(settings.prediction_log_path, settings.prediction_log_max_rows)
-    metrics = ServingMetrics(log_stats=prediction_log.stats)
-    holder = ModelHolder()
-    source = ChampionSource(settings.tracking_uri, settings.model_name)
-    fleet = FleetBoard(fleet_directory(settings), worker_id)
-    sync = ChampionSync(holder, source, fleet, metrics, poll_seconds=settings.registry_poll_seconds)
-    metrics.set_model(settings.model_name, None)
+    metrics = ServingMetrics(dataset=settings.dataset)
+    datasets = {
+        name: build_dataset(settings.for_dataset(name), metrics, worker_id)
+        for name in settings.served_datasets()
+    }
+    default = datasets[settings.dataset]
     return ServingState(
         settings=settings,
-        holder=holder,
-        sync=sync,
+        holder=default.holder,
+        sync=default.sync,
         metrics=metrics,
-        prediction_log=prediction_log,
+        prediction_log=default.prediction_log,
         worker_id=worker_id,
-        coalescer=RowCoalescer(metrics, prediction_log),
+        coalescer=RowCoalescer(default.metrics, default.prediction_log),
+        datasets=datasets,
     )
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the prediction log, load the champion (bounded wait), follow the registry; stop them at exit."""
+    """Start the prediction logs, load every dataset's champion (bounded wait, in parallel), follow the
+    registry; stop them at exit. A dataset that cannot load starts not ready without holding up the others."""
     state: ServingState = app.state.serving
-    if state.prediction_log is not None:
-        state.prediction_log.start()
-    startup = asyncio.ensure_future(anyio.to_thread.run_sync(state.sync.startup, abandon_on_cancel=True))
-    done, _ = await asyncio.wait({startup}, timeout=STARTUP_WAIT_SECONDS)
-    if not done:
+    served = list(state.datasets.values())
+    for dataset in served:
+        if dataset.prediction_log is not None:
+            dataset.prediction_log.start()
+    startups = {
+        dataset.name: asyncio.ensure_future(
+            anyio.to_thread.run_sync(dataset.sync.startup, abandon_on_cancel=True)
+        )
+        for dataset in served
+    }
+    _, pending = await asyncio.wait(startups.values(), timeout=STARTUP_WAIT_SECONDS)
+    if pending:
         logger.warning(
             "the first model load takes longer than %.0f s; starting not ready", STARTUP_WAIT_SECONDS
         )
 
-    async def follow() -> None:
+    async def follow(dataset: DatasetServing, startup: asyncio.Future[None]) -> None:
         try:
             await startup  # expected failures (no champion, registry down) are logged by the sync itself
         except Exception:  # anything else is a bug: log it, and let the poll keep trying
-            logger.exception("the first model load failed unexpectedly")
-        await state.sync.run()
+            logger.exception("the first model load of %s failed unexpectedly", dataset.name)
+        await dataset.sync.run()
 
-    background = asyncio.create_task(follow(), name="champion-sync")
-    logger.info(
-        "worker %s started: model %s, registry %s, %s",
-        state.worker_id,
-        state.settings.model_name,
-        state.settings.tracking_uri,
-        f"serving version {state.holder.version}" if state.holder.version else "NOT READY",
-    )
+    background = [
+        asyncio.create_task(follow(d, startups[d.name]), name=f"champion-sync-{d.name}") for d in served
+    ]
+    for dataset in served:
+        logger.info(
+            "worker %s started: dataset %s, model %s, registry %s, %s",
+            state.worker_id,
+            dataset.name,
+            dataset.model_name,
+            dataset.settings.tracking_uri,
+            f"serving version {dataset.holder.version}" if dataset.holder.version else "NOT READY",
+        )
     try:
         yield
     finally:
-        background.cancel()
-        startup.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await background
-        with contextlib.suppress(OSError):
-            state.sync.fleet.leave()
-        if state.prediction_log is not None:
-            await anyio.to_thread.run_sync(state.prediction_log.close)
+        for task in background:
+            task.cancel()
+        for startup in startups.values():
+            startup.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for dataset in served:
+            with contextlib.suppress(OSError):
+                dataset.sync.fleet.leave()
+            if dataset.prediction_log is not None:
+                await anyio.to_thread.run_sync(dataset.prediction_log.close)
 
 
 async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
@@ -168,7 +186,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = FastAPI(title="lifeboat prediction server", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.serving = build_state(settings)
-    for router in (predictions.router, health.router, model.router, admin.router, metrics_route.router):
+    for router in (
+        predictions.router,
+        datasets.router,
+        v2.router,
+        health.router,
+        model.router,
+        admin.router,
+        metrics_route.router,
+    ):
         app.include_router(router)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(Exception, _unexpected_error)

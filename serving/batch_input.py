@@ -16,11 +16,11 @@ import io
 import json
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from lifeboat.dataset.schema import BY_NAME, COLUMN_NAMES, COLUMNS
 from serving.schemas import (
@@ -77,45 +77,74 @@ class BatchInvalid(ValueError):  # noqa: N818 (reads as the condition)
         }
 
 
-def _check_size(count: int, max_rows: int) -> None:
+def _check_size(count: int, max_rows: int, noun: str = "passenger") -> None:
     if count == 0:
         raise BatchInvalid(
-            "the batch has no passengers",
-            [BatchProblem(None, None, "at least one passenger is required", "too_short", ("body",))],
+            f"the batch has no {noun}s",
+            [BatchProblem(None, None, f"at least one {noun} is required", "too_short", ("body",))],
         )
     if count > max_rows:
         raise BatchInvalid(
-            f"the batch has {count} passengers; the maximum is {max_rows}",
-            [BatchProblem(None, None, f"at most {max_rows} passengers per batch", "too_long", ("body",))],
+            f"the batch has {count} {noun}s; the maximum is {max_rows}",
+            [BatchProblem(None, None, f"at most {max_rows} {noun}s per batch", "too_long", ("body",))],
         )
 
 
-def _summary(problems: list[BatchProblem], total: int) -> str:
+def _summary(problems: list[BatchProblem], total: int, noun: str = "passenger") -> str:
     rows = {p.row for p in problems if p.row is not None}
-    return f"{len(rows)} of {total} passenger(s) are invalid; nothing was scored"
+    return f"{len(rows)} of {total} {noun}(s) are invalid; nothing was scored"
 
 
 def passengers_from_json(payload: Any, max_rows: int) -> list[dict[str, Any]]:
     """Validate ``{"passengers": [...]}``; return plain dicts (all columns, None where missing)."""
+    batch = _validate_json_batch(payload, max_rows, "passengers", BatchRequest, "passenger")
+    return [p.model_dump() for p in batch.passengers]
+
+
+def records_from_json(payload: Any, max_rows: int, record_model: type[BaseModel]) -> list[dict[str, Any]]:
+    """Validate ``{"records": [...]}`` against a dataset's record model; return plain dicts (all columns)."""
+    batch_model = _records_batch_model(record_model)
+    batch = _validate_json_batch(payload, max_rows, "records", batch_model, "record")
+    return [r.model_dump() for r in batch.records]
+
+
+_BATCH_MODELS: dict[type[BaseModel], type[BaseModel]] = {}
+
+
+def _records_batch_model(record_model: type[BaseModel]) -> type[BaseModel]:
+    batch = _BATCH_MODELS.get(record_model)
+    if batch is None:
+        batch = create_model(
+            f"{record_model.__name__}Batch",
+            __config__=ConfigDict(extra="forbid", strict=True),
+            records=(list[record_model], Field(..., min_length=1)),  # type: ignore[valid-type]
+        )
+        if len(_BATCH_MODELS) > 64:  # one per served model version: bounded all the same
+            _BATCH_MODELS.clear()
+        _BATCH_MODELS[record_model] = batch
+    return batch
+
+
+def _validate_json_batch(payload: Any, max_rows: int, key: str, model: type[BaseModel], noun: str) -> Any:
     if not isinstance(payload, dict):
         raise BatchInvalid(
-            'the body must be a JSON object {"passengers": [...]}',
+            f'the body must be a JSON object {{"{key}": [...]}}',
             [
                 BatchProblem(
-                    None, None, 'expected a JSON object with the key "passengers"', "model_type", ("body",)
+                    None, None, f'expected a JSON object with the key "{key}"', "model_type", ("body",)
                 )
             ],
         )
-    rows = payload.get("passengers")
+    rows = payload.get(key)
     if isinstance(rows, list):
-        _check_size(len(rows), max_rows)
+        _check_size(len(rows), max_rows, noun)
     try:
-        batch = BatchRequest.model_validate(payload)
+        return model.model_validate(payload)
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
             loc = tuple(error["loc"])
-            if loc[:1] == ("passengers",) and len(loc) >= 2 and isinstance(loc[1], int):
+            if loc[:1] == (key,) and len(loc) >= 2 and isinstance(loc[1], int):
                 field = str(loc[2]) if len(loc) > 2 else None
                 problems.append(BatchProblem(loc[1], field, error["msg"], error["type"], ("body", *loc)))
             else:
@@ -129,9 +158,8 @@ def passengers_from_json(payload: Any, max_rows: int) -> list[dict[str, Any]]:
             fields = ", ".join(sorted({p.field for p in problems if p.row is None and p.field}))
             summary = f"the batch is malformed ({fields}); nothing was scored"
         else:
-            summary = _summary(problems, total)
+            summary = _summary(problems, total, noun)
         raise BatchInvalid(summary, problems) from exc
-    return [p.model_dump() for p in batch.passengers]
 
 
 def passengers_from_json_body(body: bytes, max_rows: int) -> list[dict[str, Any]]:
@@ -165,26 +193,56 @@ def passenger_from_json_body(body: bytes) -> dict[str, Any] | None:
     return {**_ALL_MISSING, **row}
 
 
-def _convert(column: str, raw: str) -> Any:
-    """A CSV cell as the JSON value it stands for; unconvertible text is kept for validation to report."""
-    spec = BY_NAME[column]
-    if spec.kind == "str":
+def _convert(kind: str, raw: str) -> Any:
+    """A CSV cell as the JSON value it stands for (``kind``: str, int, float or bool); unconvertible text is
+    kept for validation to report."""
+    if kind == "str":
         return raw
+    if kind == "bool":
+        return _BOOLEANS.get(raw.lower(), raw)
     try:
-        if spec.kind == "int" and _INT.fullmatch(raw):
+        if kind == "int" and _INT.fullmatch(raw):
             return int(raw)
         number = float(raw)
     except ValueError:
         return raw
     if not math.isfinite(number):
         return raw
-    if spec.kind == "int":
+    if kind == "int":
         return int(number) if number.is_integer() else raw
     return number
 
 
+_BOOLEANS = {"true": True, "false": False, "1": True, "0": False}
+
+
 def passengers_from_csv(data: bytes, max_rows: int) -> list[dict[str, Any]]:
     """Parse and validate a passenger CSV (header + rows); return plain dicts in file order."""
+    return rows_from_csv(
+        data,
+        max_rows,
+        kinds={name: spec.kind for name, spec in BY_NAME.items()},
+        known=[c.name for c in COLUMNS],
+        required=[c.name for c in COLUMNS if not api_optional(c)],
+        validate=lambda row: PassengerIn.model_validate(row).model_dump(),
+        expected="the columns of Kaggle's test.csv",
+        noun="passenger",
+    )
+
+
+def rows_from_csv(
+    data: bytes,
+    max_rows: int,
+    kinds: Mapping[str, str],
+    known: Sequence[str],
+    required: Sequence[str],
+    validate: Callable[[dict[str, Any]], dict[str, Any]],
+    expected: str,
+    noun: str = "record",
+) -> list[dict[str, Any]]:
+    """Parse a CSV (header + rows), convert each cell by its column's kind and ``validate`` each row (it
+    raises pydantic's ``ValidationError``); return the validated rows in file order, or raise
+    :class:`BatchInvalid` listing every problem."""
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -203,24 +261,20 @@ def passengers_from_csv(data: bytes, max_rows: int) -> list[dict[str, Any]]:
         raise BatchInvalid(
             "the CSV cannot be parsed", [BatchProblem(None, None, str(exc), "csv_syntax", ("body",))]
         ) from exc
-    known = {c.name for c in COLUMNS}
+    known_set = set(known)
     problems = [
         BatchProblem(
-            None,
-            h,
-            f"unknown column {h!r}; expected the columns of Kaggle's test.csv",
-            "extra_forbidden",
-            ("body", "header", h),
+            None, h, f"unknown column {h!r}; expected {expected}", "extra_forbidden", ("body", "header", h)
         )
         for h in header
-        if h not in known
+        if h not in known_set
     ]
     problems += [
         BatchProblem(
-            None, c.name, "required column is missing from the header", "missing", ("body", "header", c.name)
+            None, name, "required column is missing from the header", "missing", ("body", "header", name)
         )
-        for c in COLUMNS
-        if not api_optional(c) and c.name not in header
+        for name in required
+        if name not in header
     ]
     if len(set(header)) != len(header):
         problems.append(
@@ -228,7 +282,7 @@ def passengers_from_csv(data: bytes, max_rows: int) -> list[dict[str, Any]]:
         )
     if problems:
         raise BatchInvalid("the CSV header is invalid; nothing was scored", problems)
-    _check_size(len(lines), max_rows)
+    _check_size(len(lines), max_rows, noun)
     validated: list[dict[str, Any]] = []
     for index, line in enumerate(lines):
         if len(line) != len(header):
@@ -243,10 +297,12 @@ def passengers_from_csv(data: bytes, max_rows: int) -> list[dict[str, Any]]:
             )
             continue
         row = {
-            h: _convert(h, cell.strip()) for h, cell in zip(header, line, strict=True) if cell.strip() != ""
+            h: _convert(kinds.get(h, "str"), cell.strip())
+            for h, cell in zip(header, line, strict=True)
+            if cell.strip() != ""
         }
         try:
-            validated.append(PassengerIn.model_validate(row).model_dump())
+            validated.append(validate(row))
         except ValidationError as exc:
             for error in exc.errors(include_url=False):
                 loc = tuple(error["loc"])
@@ -255,7 +311,7 @@ def passengers_from_csv(data: bytes, max_rows: int) -> list[dict[str, Any]]:
                     BatchProblem(index, field, error["msg"], error["type"], ("body", index, *loc))
                 )
     if problems:
-        raise BatchInvalid(_summary(problems, len(lines)), problems)
+        raise BatchInvalid(_summary(problems, len(lines), noun), problems)
     return validated
 
 

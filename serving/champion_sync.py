@@ -28,7 +28,7 @@ import anyio.to_thread
 from lifeboat.registry.artifact import ArtifactError
 from serving.champion_source import ChampionSource, NoChampion, RegistryUnavailable
 from serving.fleet import FleetBoard, WorkerStatus
-from serving.metrics import ServingMetrics
+from serving.metrics import DatasetMetrics
 from serving.model_holder import LoadedModel, ModelHolder
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class ChampionSync:
         holder: ModelHolder,
         source: ChampionSource,
         fleet: FleetBoard,
-        metrics: ServingMetrics,
+        metrics: DatasetMetrics,
         poll_seconds: float,
         sync_seconds: float = SYNC_INTERVAL_SECONDS,
     ) -> None:

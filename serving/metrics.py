@@ -1,5 +1,8 @@
 """Prometheus metrics of one app, in a registry of its own (tests create many apps in one process).
 
+The per-model series (predictions, drift alerts, model calls, model info, loads, prediction log) carry a
+``dataset`` label; the HTTP series are per endpoint.
+
 With several worker processes each worker answers ``/metrics`` for itself (like ``/admin/reload``); scrape
 every worker, or run one worker per container.
 """
@@ -7,51 +10,93 @@ every worker, or run one worker per container.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from lifeboat.monitoring.prediction_log import PredictionLogStats
+from lifeboat.settings import DEFAULT_DATASET
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _PredictionLogCollector(Collector):
-    """Reads the prediction log's counters at scrape time."""
+_LOG_COUNTERS = (
+    ("lifeboat_prediction_log_written_rows", "written", "Rows written to the prediction log"),
+    ("lifeboat_prediction_log_dropped_rows", "dropped", "Rows dropped because the log queue was full"),
+    ("lifeboat_prediction_log_failed_rows", "failed", "Rows lost to prediction log write errors"),
+    (
+        "lifeboat_prediction_log_transactions",
+        "transactions",
+        "Transactions committed to the prediction log (each holds the rows of many requests)",
+    ),
+)
 
-    def __init__(self, stats: Callable[[], PredictionLogStats | None]) -> None:
-        self._stats = stats
+
+class _PredictionLogCollector(Collector):
+    """Reads the prediction logs' counters at scrape time (one sample per dataset, label ``dataset``)."""
+
+    def __init__(self) -> None:
+        self.sources: dict[str, Callable[[], PredictionLogStats | None]] = {}
 
     def collect(self) -> Iterator[Metric]:
-        stats = self._stats()
-        if stats is None:
+        stats = {dataset: read() for dataset, read in self.sources.items()}
+        present = {dataset: s for dataset, s in stats.items() if s is not None}
+        if not present:
             return
-        for name, value, doc in (
-            ("lifeboat_prediction_log_written_rows", stats.written, "Rows written to the prediction log"),
-            (
-                "lifeboat_prediction_log_dropped_rows",
-                stats.dropped,
-                "Rows dropped because the log queue was full",
-            ),
-            ("lifeboat_prediction_log_failed_rows", stats.failed, "Rows lost to prediction log write errors"),
-            (
-                "lifeboat_prediction_log_transactions",
-                stats.transactions,
-                "Transactions committed to the prediction log (each holds the rows of many requests)",
-            ),
-        ):
-            yield CounterMetricFamily(name, doc, value=value)
-        yield GaugeMetricFamily(
-            "lifeboat_prediction_log_pending_rows", "Rows waiting to be written", value=stats.pending
+        for name, attribute, doc in _LOG_COUNTERS:
+            counter = CounterMetricFamily(name, doc, labels=["dataset"])
+            for dataset, s in present.items():
+                counter.add_metric([dataset], getattr(s, attribute))
+            yield counter
+        pending = GaugeMetricFamily(
+            "lifeboat_prediction_log_pending_rows", "Rows waiting to be written", labels=["dataset"]
         )
+        for dataset, s in present.items():
+            pending.add_metric([dataset], s.pending)
+        yield pending
+
+
+class _Bound:
+    """A labelled metric with its ``dataset`` label fixed: ``.labels(trigger=...)`` adds the rest."""
+
+    def __init__(self, family: Any, dataset: str) -> None:
+        self._family = family
+        self._dataset = dataset
+
+    def labels(self, **labels: str) -> Any:
+        """The child of this dataset and these labels."""
+        return self._family.labels(dataset=self._dataset, **labels)
+
+
+class DatasetMetrics:
+    """The per-model series of one dataset (label ``dataset``), resolved once (scoring and sync use them)."""
+
+    def __init__(self, metrics: ServingMetrics, dataset: str) -> None:
+        self.dataset = dataset
+        self._metrics = metrics
+        #: The children of ``predictions`` by predicted class (every request counts on them).
+        self.predicted = {c: metrics.predictions.labels(dataset=dataset, survived=c) for c in ("0", "1")}
+        self.drift_alerts = metrics.drift_alerts.labels(dataset=dataset)
+        self.predict_model_calls = metrics.predict_model_calls_by_dataset.labels(dataset=dataset)
+        self.reloads = _Bound(metrics.reloads, dataset)
+        self.reload_failures = _Bound(metrics.reload_failures, dataset)
+
+    def set_model(self, model_name: str, version: str | None) -> None:
+        """Point this dataset's model-info gauge at the served version."""
+        self._metrics.set_model(model_name, version, dataset=self.dataset)
 
 
 class ServingMetrics:
     """Every metric the server exports."""
 
-    def __init__(self, log_stats: Callable[[], PredictionLogStats | None] | None = None) -> None:
+    def __init__(
+        self,
+        log_stats: Callable[[], PredictionLogStats | None] | None = None,
+        dataset: str = DEFAULT_DATASET,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
@@ -68,48 +113,75 @@ class ServingMetrics:
             registry=r,
         )
         self.predictions = Counter(
-            "lifeboat_predictions", "Scored passengers by predicted class", ["survived"], registry=r
+            "lifeboat_predictions",
+            "Scored rows by dataset and predicted class (survived: 1 = the positive class)",
+            ["dataset", "survived"],
+            registry=r,
         )
-        self.predict_model_calls = Counter(
+        self.predict_model_calls_by_dataset = Counter(
             "lifeboat_predict_model_calls",
             "Model calls made for /predict: the requests ready in the same event-loop turn share one "
             "(requests / calls is the mean group size)",
+            ["dataset"],
             registry=r,
         )
         self.drift_alerts = Counter(
             "lifeboat_drift_alerts",
-            "Scored passengers whose drift_alerts is not 'No drift detected'",
+            "Scored rows whose drift_alerts is not 'No drift detected'",
+            ["dataset"],
             registry=r,
         )
         self.model_info = Gauge(
             "lifeboat_model_info",
             "1 for the model version this worker serves",
-            ["model_name", "version"],
+            ["dataset", "model_name", "version"],
             registry=r,
         )
         self.model_loaded = Gauge(
-            "lifeboat_model_loaded", "1 when this worker has a model to serve", registry=r
+            "lifeboat_model_loaded", "1 when this worker has a model to serve", ["dataset"], registry=r
         )
         self.reloads = Counter(
-            "lifeboat_model_reloads", "Model loads that succeeded, by trigger", ["trigger"], registry=r
+            "lifeboat_model_reloads",
+            "Model loads that succeeded, by trigger",
+            ["dataset", "trigger"],
+            registry=r,
         )
         self.reload_failures = Counter(
             "lifeboat_model_reload_failures",
             "Model loads that failed (the old model kept serving), by trigger and reason",
-            ["trigger", "reason"],
+            ["dataset", "trigger", "reason"],
             registry=r,
         )
-        #: The children of ``predictions`` by predicted class, resolved once (every request counts on them).
-        self.predicted = {cls: self.predictions.labels(survived=cls) for cls in ("0", "1")}
-        if log_stats is not None:
-            r.register(_PredictionLogCollector(log_stats))
+        self._served: dict[str, tuple[str, str]] = {}  # dataset -> model-info labels set now
+        self._datasets: dict[str, DatasetMetrics] = {}
+        self._logs = _PredictionLogCollector()
+        r.register(self._logs)
+        self.default = self.for_dataset(dataset, log_stats)
+        #: The default dataset's children (the single-model server's names, kept for its callers).
+        self.predicted = self.default.predicted
+        self.predict_model_calls = self.default.predict_model_calls
 
-    def set_model(self, model_name: str, version: str | None) -> None:
-        """Point the model-info gauge at the served version."""
-        self.model_info.clear()
+    def for_dataset(
+        self, dataset: str, log_stats: Callable[[], PredictionLogStats | None] | None = None
+    ) -> DatasetMetrics:
+        """The series of one dataset (created on first use, with its prediction log's counters if given)."""
+        if log_stats is not None:
+            self._logs.sources[dataset] = log_stats
+        view = self._datasets.get(dataset)
+        if view is None:
+            view = self._datasets[dataset] = DatasetMetrics(self, dataset)
+        return view
+
+    def set_model(self, model_name: str, version: str | None, dataset: str | None = None) -> None:
+        """Point one dataset's model-info gauge (default: the default dataset's) at the served version."""
+        dataset = dataset or self.default.dataset
+        previous = self._served.pop(dataset, None)
+        if previous is not None:
+            self.model_info.remove(dataset, *previous)
         if version is not None:
-            self.model_info.labels(model_name=model_name, version=version).set(1)
-        self.model_loaded.set(0 if version is None else 1)
+            self.model_info.labels(dataset=dataset, model_name=model_name, version=version).set(1)
+            self._served[dataset] = (model_name, version)
+        self.model_loaded.labels(dataset=dataset).set(0 if version is None else 1)
 
     def render(self) -> bytes:
         """The Prometheus text exposition of this app's registry."""

@@ -10,9 +10,11 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from lifeboat.registry.artifact import ServingModel
+from serving.spec_schemas import RequestSchema, schema_of
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,11 @@ class LoadedModel:
     def version(self) -> str:
         """The registered version number, as text."""
         return self.meta.model_version
+
+    @cached_property
+    def schema(self) -> RequestSchema:
+        """What this model accepts and how it answers (from its embedded dataset spec; built once)."""
+        return schema_of(self.model, self.meta.model_name)
 
 
 class ModelHolder:

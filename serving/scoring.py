@@ -8,20 +8,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from lifeboat.dataset.features import NO_DRIFT
 from lifeboat.dataset.schema import COLUMN_NAMES
 from lifeboat.monitoring.prediction_log import PredictionLog
-from serving.metrics import ServingMetrics
+from serving.metrics import DatasetMetrics
 from serving.model_holder import LoadedModel
 
 logger = logging.getLogger(__name__)
 
 #: Decimals of ``probability_survive`` (the seed answered 0.834).
 PROBABILITY_DECIMALS = 3
+
+
+@dataclass(frozen=True)
+class Answering:
+    """Which raw columns are read from a validated row, and the names of the answer's two fields."""
+
+    columns: tuple[str, ...]
+    prediction: str
+    probability: str
+
+
+#: The seed's contract (``/predict``, ``/predict/batch``): Titanic columns, survived/probability_survive.
+TITANIC = Answering(COLUMN_NAMES, "survived", "probability_survive")
 
 
 class InvalidProbabilityError(RuntimeError):
@@ -44,15 +57,21 @@ class Scored:
             prediction_log.append(self.passengers, self.probabilities, self.survived, self.version)
 
 
-def score(loaded: LoadedModel, passengers: Sequence[Mapping[str, Any]], metrics: ServingMetrics) -> Scored:
+def score(
+    loaded: LoadedModel,
+    passengers: Sequence[Mapping[str, Any]],
+    metrics: DatasetMetrics,
+    answering: Answering = TITANIC,
+) -> Scored:
     """Score and count passengers, without logging them (the caller logs, e.g. after answering).
 
+    ``answering`` names the columns read and the two answer fields (prediction: 1 for the positive class).
     ``survived`` is derived from the *rounded* probability, so a client checking
     ``survived == (probability_survive >= 0.5)`` on the answer always agrees with it. The results are plain
     JSON-ready values (the routes serialise them without a response model), so the contract's ranges are
     checked here: a probability outside [0, 1] (or NaN) raises :class:`InvalidProbabilityError`.
     """
-    columns = {name: [p.get(name) for p in passengers] for name in COLUMN_NAMES}
+    columns = {name: [p.get(name) for p in passengers] for name in answering.columns}
     scores, alerts = loaded.model.predict_with_alerts(columns)
     probabilities: list[float] = scores.tolist()
     bad = [p for p in probabilities if not 0.0 <= p <= 1.0]  # NaN too
@@ -64,8 +83,9 @@ def score(loaded: LoadedModel, passengers: Sequence[Mapping[str, Any]], metrics:
     rounded = [round(p, PROBABILITY_DECIMALS) for p in probabilities]
     survived = [1 if p >= 0.5 else 0 for p in rounded]
     version = loaded.version
+    predicted, probability = answering.prediction, answering.probability
     results = [
-        {"survived": s, "probability_survive": p, "drift_alerts": a, "model_version": version}
+        {predicted: s, probability: p, "drift_alerts": a, "model_version": version}
         for s, p, a in zip(survived, rounded, alerts, strict=True)
     ]
     positives = sum(survived)
@@ -94,9 +114,15 @@ class RowCoalescer:
     All of it runs on the event loop's thread: no lock.
     """
 
-    def __init__(self, metrics: ServingMetrics, prediction_log: PredictionLog | None) -> None:
+    def __init__(
+        self,
+        metrics: DatasetMetrics,
+        prediction_log: PredictionLog | None,
+        answering: Callable[[LoadedModel], Answering] | None = None,
+    ) -> None:
         self.metrics = metrics
         self.prediction_log = prediction_log
+        self._answering = answering
         self._waiting: list[_Waiting] = []
 
     async def score_one(self, loaded: LoadedModel, passenger: Mapping[str, Any]) -> dict[str, Any]:
@@ -129,7 +155,8 @@ class RowCoalescer:
 
     def _score(self, loaded: LoadedModel, group: list[_Waiting]) -> None:
         try:
-            scored = score(loaded, [passenger for _, passenger, _ in group], self.metrics)
+            answering = self._answering(loaded) if self._answering is not None else TITANIC
+            scored = score(loaded, [passenger for _, passenger, _ in group], self.metrics, answering)
         except Exception as exc:  # the request(s) it concerns raise it as their own error
             if len(group) > 1:
                 for item in group:  # find the row(s) at fault: every other request gets its answer

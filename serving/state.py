@@ -3,22 +3,37 @@
 from __future__ import annotations
 
 import email.message
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from starlette.datastructures import UploadFile
 
 from lifeboat.monitoring.prediction_log import PredictionLog
 from lifeboat.settings import Settings
+from serving.batch_input import BatchInvalid, BatchProblem
 from serving.champion_sync import ChampionSync
+from serving.datasets import DatasetServing
 from serving.metrics import ServingMetrics
 from serving.model_holder import LoadedModel, ModelHolder
 from serving.scoring import RowCoalescer
 
 
+class UnknownDataset(LookupError):  # noqa: N818 (reads as the condition)
+    """A route names a dataset this server does not host."""
+
+    def __init__(self, dataset: str, known: list[str]) -> None:
+        super().__init__(f"unknown dataset {dataset!r}; this server hosts {', '.join(known)}")
+
+
 @dataclass
 class ServingState:
-    """The app's components (one set per app, so tests can run many apps in one process)."""
+    """The app's components (one set per app, so tests can run many apps in one process).
+
+    ``holder``, ``sync``, ``prediction_log`` are the default dataset's (``datasets[settings.dataset]``), which
+    ``/predict``, ``/ready``, ``/model`` and ``/admin/reload`` serve; ``coalescer`` groups the ``/predict``
+    requests (the seed's answer fields). ``datasets`` holds every hosted dataset, the default one first.
+    """
 
     settings: Settings
     holder: ModelHolder
@@ -27,6 +42,19 @@ class ServingState:
     prediction_log: PredictionLog | None
     worker_id: str
     coalescer: RowCoalescer
+    datasets: dict[str, DatasetServing] = field(default_factory=dict)
+
+    @property
+    def default(self) -> DatasetServing:
+        """The default dataset's components."""
+        return self.datasets[self.settings.dataset]
+
+    def dataset(self, name: str) -> DatasetServing:
+        """One hosted dataset; raises :class:`UnknownDataset` naming the hosted ones."""
+        found = self.datasets.get(name)
+        if found is None:
+            raise UnknownDataset(name, list(self.datasets))
+        return found
 
 
 async def get_state(request: Request) -> ServingState:
@@ -42,7 +70,7 @@ async def get_state(request: Request) -> ServingState:
 StateDep = Annotated[ServingState, Depends(get_state)]
 
 
-def require_model(state: ServingState) -> LoadedModel:
+def require_model(state: ServingState | DatasetServing) -> LoadedModel:
     """The model for this whole request, or 503 saying why there is none."""
     loaded = state.holder.current()
     if loaded is None:
@@ -52,6 +80,14 @@ def require_model(state: ServingState) -> LoadedModel:
             headers={"Retry-After": "5"},
         )
     return loaded
+
+
+def require_dataset(state: ServingState, dataset: str) -> DatasetServing:
+    """One hosted dataset, or 404 naming the hosted ones."""
+    try:
+        return state.dataset(dataset)
+    except UnknownDataset as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=str(exc)) from exc
 
 
 def media_type(request: Request) -> str:
@@ -77,3 +113,19 @@ async def require_json(request: Request) -> None:
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
             detail=f"Content-Type must be application/json, got {kind or 'none'!r}",
         )
+
+
+#: The multipart field that carries a batch CSV.
+CSV_FIELD = "file"
+
+
+async def csv_upload(request: Request, max_bytes: int) -> bytes:
+    """The CSV of a multipart batch (the file field ``file``); ``BatchInvalid`` when there is none."""
+    async with request.form(max_files=1, max_fields=10, max_part_size=max_bytes) as form:
+        upload = form.get(CSV_FIELD)
+        if not isinstance(upload, UploadFile):
+            raise BatchInvalid(
+                f"a multipart batch needs the CSV as a file field named {CSV_FIELD!r}",
+                [BatchProblem(None, CSV_FIELD, "no such file field", "missing", ("body", CSV_FIELD))],
+            )
+        return await upload.read()

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import hmac
+import json
 import logging
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from lifeboat.registry.artifact import ArtifactError
 from serving.champion_source import NoChampion, RegistryUnavailable
 from serving.schemas import Message, ReloadOut, WorkerVersion
-from serving.state import StateDep
+from serving.state import StateDep, require_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,22 @@ def require_reload_token(
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="wrong reload token")
 
 
+async def _dataset_from_body(request: Request) -> str | None:
+    """The ``dataset`` of an optional JSON body (400 when a body is sent but is not such an object)."""
+    body = await request.body()
+    if not body.strip():
+        return None
+    try:
+        payload = json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict) or not isinstance(payload.get("dataset", ""), str):
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, detail='the body must be a JSON object {"dataset": "<name>"}'
+        )
+    return payload.get("dataset") or None
+
+
 @router.post(
     "/reload",
     response_model=ReloadOut,
@@ -60,7 +77,11 @@ def require_reload_token(
         },
         401: {"model": Message, "description": "No (or a malformed) Bearer token"},
         403: {"model": Message, "description": "Wrong token"},
-        404: {"model": Message, "description": "The registry has no champion alias; nothing changed"},
+        400: {"model": Message, "description": 'The body is not a JSON object {"dataset": ...}'},
+        404: {
+            "model": Message,
+            "description": "Unknown dataset, or the registry has no champion alias; nothing changed",
+        },
         409: {
             "model": Message,
             "description": "The champion's artifact is not servable (corrupt, canary failed); "
@@ -73,12 +94,23 @@ def require_reload_token(
         503: {"model": Message, "description": "Reload is disabled (no LIFEBOAT_RELOAD_TOKEN configured)"},
     },
 )
-async def reload_model(state: StateDep) -> JSONResponse:
+async def reload_model(
+    request: Request,
+    state: StateDep,
+    dataset: Annotated[
+        str | None, Query(description="The dataset to reload (default: the default one)")
+    ] = None,
+) -> JSONResponse:
     """Resolve `<model>@champion`, download and canary-check it, and swap it in (requests in flight finish on
     the model they started with). Then publish the version to the other workers of this server and wait
     (bounded) until every live worker serves it: 200 when they all do (`converged: true`), 202 when some
-    have not confirmed yet. A broken version is refused (409) and never published."""
-    sync = state.sync
+    have not confirmed yet. A broken version is refused (409) and never published.
+
+    The dataset comes from `?dataset=` or a JSON body `{"dataset": "..."}`; without either, the default
+    dataset is reloaded. An unknown dataset is a 404 naming the hosted ones."""
+    name = dataset or await _dataset_from_body(request) or state.settings.dataset
+    served = require_dataset(state, name)
+    sync = served.sync
     serving = sync.holder.version
     try:
         result = await anyio.to_thread.run_sync(sync.reload_champion, "admin")
@@ -95,6 +127,7 @@ async def reload_model(state: StateDep) -> JSONResponse:
         raise HTTPException(
             status.HTTP_502_BAD_GATEWAY, detail=f"{exc}; still serving version {serving or 'none'}"
         ) from exc
+    logger.info("reload of dataset %s requested", served.name)
     if await anyio.to_thread.run_sync(sync.publish, result.new_version):
         report = await sync.wait_for_fleet(result.new_version, FLEET_WAIT_SECONDS)
     else:
@@ -105,7 +138,7 @@ async def reload_model(state: StateDep) -> JSONResponse:
     elif not report.board_available:
         note = (
             f"this worker serves version {result.new_version}; the fleet board is unavailable, so other "
-            f"workers converge by polling the registry (every {state.settings.registry_poll_seconds:g} s)"
+            f"workers converge by polling the registry (every {served.settings.registry_poll_seconds:g} s)"
         )
     else:
         note = (

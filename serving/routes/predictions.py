@@ -11,12 +11,10 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic_core import to_json
-from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
 from serving.batch_input import (
     BatchInvalid,
-    BatchProblem,
     passenger_from_json_body,
     passengers_from_csv,
     passengers_from_json_body,
@@ -31,7 +29,15 @@ from serving.schemas import (
     PredictionOut,
 )
 from serving.scoring import Scored, score
-from serving.state import ServingState, StateDep, media_type, require_json, require_model
+from serving.state import (
+    CSV_FIELD,
+    ServingState,
+    StateDep,
+    csv_upload,
+    media_type,
+    require_json,
+    require_model,
+)
 
 router = APIRouter(tags=["predictions"])
 
@@ -45,7 +51,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"model": Message, "description": "No model loaded on this worker yet (the detail says why)"},
 }
 
-_CSV_FIELD = "file"
+_CSV_FIELD = CSV_FIELD
 
 
 def _json(content: Any) -> Response:
@@ -167,15 +173,7 @@ async def _batch_reader(
     if kind in ("text/csv", "application/csv"):
         return partial(passengers_from_csv, await request.body(), max_rows)
     if kind == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=10, max_part_size=max_bytes) as form:
-            upload = form.get(_CSV_FIELD)
-            if not isinstance(upload, UploadFile):
-                raise BatchInvalid(
-                    f"a multipart batch needs the CSV as a file field named {_CSV_FIELD!r}",
-                    [BatchProblem(None, _CSV_FIELD, "no such file field", "missing", ("body", _CSV_FIELD))],
-                )
-            data = await upload.read()
-        return partial(passengers_from_csv, data, max_rows)
+        return partial(passengers_from_csv, await csv_upload(request, max_bytes), max_rows)
     raise HTTPException(
         status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
         detail="Content-Type must be application/json, text/csv or multipart/form-data, "
@@ -187,7 +185,7 @@ def _score_batch(read: Callable[[], list[dict[str, Any]]], state: ServingState) 
     """Validate (422), take the model (503), score and serialise: one trip to a worker thread per batch."""
     passengers = read()
     loaded = require_model(state)
-    scored = score(loaded, passengers, state.metrics)
+    scored = score(loaded, passengers, state.default.metrics)
     answer = {"model_version": loaded.version, "count": len(scored.results), "predictions": scored.results}
     return scored, to_json(answer)
 

@@ -1,0 +1,76 @@
+"""One dataset's serving components: its champion holder and sync, prediction log, coalescer and metrics.
+
+The server hosts every dataset of :meth:`lifeboat.settings.Settings.served_datasets`, each with its own
+registered model (``settings.for_dataset(d).model_name``), fleet board and prediction log; a dataset whose
+champion is missing is not ready on its own routes and never keeps the others from serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from lifeboat.monitoring.prediction_log import PredictionLog
+from lifeboat.settings import Settings
+from serving.champion_source import ChampionSource
+from serving.champion_sync import ChampionSync
+from serving.fleet import FleetBoard
+from serving.metrics import DatasetMetrics, ServingMetrics
+from serving.model_holder import LoadedModel, ModelHolder
+from serving.scoring import Answering, RowCoalescer
+
+logger = logging.getLogger(__name__)
+
+
+def fleet_directory(settings: Settings) -> Path:
+    """One fleet folder per (model, registry) under the state folder: two servers never mix targets."""
+    digest = hashlib.sha256(settings.tracking_uri.encode()).hexdigest()[:10]
+    safe_name = re.sub(r"[^A-Za-z0-9_.-]", "_", settings.model_name)
+    return settings.state_dir / "serving" / f"{safe_name}-{digest}"
+
+
+def answering_of(loaded: LoadedModel) -> Answering:
+    """The columns and answer field names of a loaded model (from its spec; cached on the model)."""
+    schema = loaded.schema
+    return Answering(schema.column_names, schema.response.prediction, schema.response.probability)
+
+
+@dataclass
+class DatasetServing:
+    """Everything one dataset needs to be served (one per dataset per app)."""
+
+    name: str
+    settings: Settings
+    holder: ModelHolder
+    sync: ChampionSync
+    metrics: DatasetMetrics
+    prediction_log: PredictionLog | None
+    coalescer: RowCoalescer
+
+    @property
+    def model_name(self) -> str:
+        """The dataset's registered model."""
+        return self.settings.model_name
+
+
+def build_dataset(settings: Settings, metrics: ServingMetrics, worker_id: str) -> DatasetServing:
+    """The components of one dataset (``settings`` are that dataset's); nothing is started."""
+    prediction_log = PredictionLog(settings.prediction_log_path, settings.prediction_log_max_rows)
+    view = metrics.for_dataset(settings.dataset, prediction_log.stats)
+    holder = ModelHolder()
+    source = ChampionSource(settings.tracking_uri, settings.model_name)
+    fleet = FleetBoard(fleet_directory(settings), worker_id)
+    sync = ChampionSync(holder, source, fleet, view, poll_seconds=settings.registry_poll_seconds)
+    view.set_model(settings.model_name, None)
+    return DatasetServing(
+        name=settings.dataset,
+        settings=settings,
+        holder=holder,
+        sync=sync,
+        metrics=view,
+        prediction_log=prediction_log,
+        coalescer=RowCoalescer(view, prediction_log, answering_of),
+    )
