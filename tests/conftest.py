@@ -22,8 +22,9 @@ import pytest
 
 from tests.support.mlflow_state import mlflow_uris_restored
 
-# The serving fixtures (session champion, store copies, in-process apps) of tests/serving and tests/proof.
-pytest_plugins = ["tests.support.serving_fixtures"]
+# The session's one training run (tests/support/champion.py), and the serving fixtures built on it (champion
+# store, store copies, in-process apps) of tests/serving and tests/proof.
+pytest_plugins = ["tests.support.champion", "tests.support.serving_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data" / "titanic" / "raw"
