@@ -1,5 +1,11 @@
 """Fixtures shared by every test folder: isolated state, the Spark session, a throwaway MLflow store.
 
+Every Spark driver JVM the tests start (the shared session, `lifeboat train`, the embedded stack's DAG tasks)
+gets :data:`QUICK_JVM` through SPARK_SUBMIT_OPTS: the JIT stops at its first tier and one GC thread runs.
+Spark at this data size is mostly JVM warm-up, and on 2 cores that cuts a training run's CPU by about a third
+(docs/benchmarks.md); the jobs, their plans and their results are the same. The production-shape stack of
+tests/deploy passes its own environment and keeps the JVM defaults.
+
 Markers whose service is absent are skipped only when the variable that asks for them is unset
 (.ci/run sets them all): ``postgres`` needs LIFEBOAT_TEST_POSTGRES_URL, ``browser`` needs
 LIFEBOAT_TEST_CHROMIUM (path of the Chromium binary).
@@ -16,8 +22,9 @@ import pytest
 
 from tests.support.mlflow_state import mlflow_uris_restored
 
-# The serving fixtures (session champion, store copies, in-process apps) of tests/serving and tests/proof.
-pytest_plugins = ["tests.support.serving_fixtures"]
+# The session's one training run (tests/support/champion.py), and the serving fixtures built on it (champion
+# store, store copies, in-process apps) of tests/serving and tests/proof.
+pytest_plugins = ["tests.support.champion", "tests.support.serving_fixtures"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = REPO_ROOT / "data" / "titanic" / "raw"
@@ -66,6 +73,21 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         else:
             os.environ[key] = value
     get_settings.cache_clear()
+
+
+#: JVM options for short-lived Spark drivers (spark-submit reads SPARK_SUBMIT_OPTS for the driver JVM).
+QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _quick_jvm() -> Iterator[str]:
+    """Set SPARK_SUBMIT_OPTS to :data:`QUICK_JVM` for the session (a value already set is kept)."""
+    saved = os.environ.get("SPARK_SUBMIT_OPTS")
+    if saved is None:
+        os.environ["SPARK_SUBMIT_OPTS"] = QUICK_JVM
+    yield os.environ["SPARK_SUBMIT_OPTS"]
+    if saved is None:
+        os.environ.pop("SPARK_SUBMIT_OPTS", None)
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 """One retraining run without Airflow, through the `lifeboat` command, as `make train` runs it.
 
 Real spark-submit, real MLflow (SQLite), real gate. The runs share one state folder, in order: the first run
+(the session's shared training run, tests/support/champion.py, of which this module works on a copy)
 promotes a champion; a second run on the same data is rejected by the gate (equal is not better) and leaves
 the champion alone (and, as a dry run, could not have promoted anyway); a corrupt batch fails before anything
 is registered; thresholds come from settings; rollback restores the previous champion. The tests run in order
@@ -10,44 +11,29 @@ and build on each other's state.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.support.champion import TrainedState, clone_state, lifeboat_env, run_lifeboat
 
 pytestmark = [pytest.mark.integration, pytest.mark.spark]
 
-LIFEBOAT = str(Path(sys.executable).parent / "lifeboat")
-
 
 @pytest.fixture(scope="module")
-def state(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of the runs: a private state folder and MLflow store, a private incoming folder."""
+def state(trained_champion: TrainedState, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """Environment of the runs: a private copy of the session's first run, a private incoming folder."""
     root = tmp_path_factory.mktemp("pipeline")
     (root / "incoming").mkdir()
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_") and k != "MLFLOW_TRACKING_URI"
-    }
-    env.update(
-        {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "LIFEBOAT_STATE_DIR": str(root / "state"),
-            "LIFEBOAT_INCOMING_DIR": str(root / "incoming"),
-            "LIFEBOAT_CV_FOLDS": "3",
-            "LIFEBOAT_SPARK_MASTER": "local[2]",
-        }
-    )
-    return env
+    assert trained_champion.returncode == 0, trained_champion.stdout[-3000:] + trained_champion.stderr[-3000:]
+    clone_state(trained_champion.state_dir, root / "state")
+    return lifeboat_env(root / "state", root / "incoming")
 
 
 def lifeboat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [LIFEBOAT, *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900, check=False
-    )
+    return run_lifeboat(env, *args)
 
 
 def aliases(env: dict[str, str]) -> dict[str, str | None]:
@@ -64,7 +50,8 @@ def versions(env: dict[str, str]) -> list[str]:
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{Path(env['LIFEBOAT_STATE_DIR']) / 'mlflow.db'}"
-    return sorted(v.version for v in MlflowClient(uri, uri).search_model_versions("name='titanic-survival'"))
+    found = MlflowClient(uri, uri).search_model_versions(f"name='{env['LIFEBOAT_MODEL_NAME']}'")
+    return sorted(str(v.version) for v in found)
 
 
 def first_run(env: dict[str, str]) -> Path:
@@ -75,11 +62,11 @@ def gate_of(env: dict[str, str], run: str) -> dict[str, object]:
     return json.loads((Path(env["LIFEBOAT_STATE_DIR"]) / "titanic" / "runs" / run / "gate.json").read_text())
 
 
-def test_first_run_promotes_a_champion(state: dict[str, str]) -> None:
-    result = lifeboat(state, "train", "--families", "lr")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "version 1 PROMOTED" in result.stdout
+def test_first_run_promotes_a_champion(trained_champion: TrainedState, state: dict[str, str]) -> None:
+    """The session's first run (tests/support/champion.py) promoted version 1; this module's copy shows it."""
+    assert "version 1 PROMOTED" in trained_champion.stdout
     assert aliases(state)["champion"] == "1"
+    assert versions(state) == ["1"]
     gate = gate_of(state, first_run(state).name)
     assert gate["passed"] is True
     assert gate["promoted"] is True

@@ -4,17 +4,15 @@ in-process apps.
 A pytest plugin module, loaded for every test folder by ``pytest_plugins`` in tests/conftest.py, so that one
 session trains the champion once whichever folders use it.
 
-The champion comes from ONE fixture, :func:`champion_store` (session-scoped): a version trained by the real
-Spark jobs and promoted by the real gate. The alternate and broken versions are small scikit-learn ONNX
-models registered beside it. Tests that move aliases or add versions work on a *copy* of that
-store (:func:`store_copy`), so the shared store never changes under another test.
+The champion comes from ONE fixture, :func:`champion_store` (session-scoped): a copy of the session's one
+real training run (tests/support/champion.py: the real Spark jobs, promoted by the real gate). The alternate
+and broken versions are small scikit-learn ONNX models registered beside it. Tests that move aliases or add
+versions work on a *copy* of that store (:func:`store_copy`), so the shared store never changes under
+another test.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,12 @@ from lifeboat.settings import Settings
 from tests.serving.serving_support import (
     CHAMPION,
     MODEL_NAME,
-    REPO_ROOT,
     ServingVersions,
     StoreRef,
     copy_store,
     serving_settings,
 )
+from tests.support.champion import EXPERIMENT_NAME, TrainedState, clone_state
 from tests.support.models import artifact_dir, mlflow_store, register_sklearn_version, titanic_frame
 
 
@@ -42,7 +40,7 @@ def serving_store_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings
     return Settings(
         state_dir=root,
         mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        experiment_name="serving-tests",
+        experiment_name=EXPERIMENT_NAME,
         model_name=MODEL_NAME,
     )
 
@@ -54,39 +52,18 @@ def train_frame(raw_train_csv: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def champion_store(serving_store_settings: Settings) -> StoreRef:
+def champion_store(trained_champion: TrainedState, serving_store_settings: Settings) -> StoreRef:
     """THE champion of the serving tests: (tracking_uri, model_name, version) with alias ``champion`` set.
 
-    Trained once per test session by the real pipeline (`lifeboat train`: spark-submit preprocess + train,
-    the gate, the promotion) on the Kaggle rows, logistic regression with 3 folds to keep it short.
+    The session's one real training run (tests/support/champion.py: `lifeboat train`, spark-submit
+    preprocess + train, the gate, the promotion, logistic regression with 3 folds), copied into this store.
     """
     from mlflow import MlflowClient
 
-    settings = serving_store_settings
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_") and k != "MLFLOW_TRACKING_URI"
-    }
-    env.update(
-        {
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "LIFEBOAT_STATE_DIR": str(settings.state_dir),
-            "LIFEBOAT_MLFLOW_TRACKING_URI": settings.tracking_uri,
-            "LIFEBOAT_EXPERIMENT_NAME": settings.experiment_name,
-            "LIFEBOAT_MODEL_NAME": settings.model_name,
-            "LIFEBOAT_CV_FOLDS": "3",
-            "LIFEBOAT_SPARK_MASTER": "local[2]",
-        }
-    )
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "lifeboat"), "train", "--families", "lr"],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-        check=False,
-    )
+    result = trained_champion
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    settings = serving_store_settings
+    clone_state(result.state_dir, settings.state_dir)
     with mlflow_store(settings) as uri:
         version = MlflowClient(uri, uri).get_model_version_by_alias(MODEL_NAME, CHAMPION).version
     return StoreRef(uri, MODEL_NAME, str(version))
