@@ -12,6 +12,7 @@ import json
 import logging
 import shutil
 import uuid
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -248,8 +249,9 @@ def export_onnx(
     initial_types = [(name, FloatTensorType([None, 1])) for name in feature_names]
     try:
         # onnxmltools 1.16's LR converter pprints its attributes to stdout: keep job output readable.
-        with contextlib.redirect_stdout(io.StringIO()):
-            return convert_sparkml(
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # 1/std of a constant feature: fixed below
+            converted = convert_sparkml(
                 model,
                 "lifeboat",
                 initial_types,
@@ -260,6 +262,28 @@ def export_onnx(
             )
     except (RuntimeError, ValueError, TypeError, KeyError) as exc:
         raise ExportError(f"cannot convert {type(final).__name__} pipeline to ONNX: {exc}") from exc
+    return zero_scale_for_constant_features(converted)
+
+
+def zero_scale_for_constant_features(model: Any) -> Any:
+    """Make the graph's ``Scaler`` nodes output 0 for a feature of zero training spread, as Spark does.
+
+    onnxmltools writes ``scale = 1 / std``: for a feature constant in training (say, a one-hot ``_other``
+    column no training row uses) that is ``inf``, and ``(x - mean) * inf`` is NaN even for ``x == mean``,
+    while Spark's StandardScaler outputs 0.0 there. Non-finite scales become 0.0 (in place; returns
+    ``model``).
+    """
+    import math
+
+    for node in model.graph.node:
+        if node.op_type != "Scaler":
+            continue
+        for attribute in node.attribute:
+            if attribute.name == "scale":
+                fixed = [value if math.isfinite(value) else 0.0 for value in attribute.floats]
+                del attribute.floats[:]
+                attribute.floats.extend(fixed)
+    return model
 
 
 def write_serving_artifact(directory: Path, onnx_model: Any, spec: Encoding, info: dict[str, Any]) -> Path:

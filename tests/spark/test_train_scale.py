@@ -231,3 +231,36 @@ def test_spec_models_restrict_the_families_trained(tmp_path: Path) -> None:
         match=r"asks for \['lr', 'rf'\], the dataset spec's models list \['gbt'\]",
     ):
         training.families_of(config, {"gbt": {}})
+
+
+def test_a_feature_constant_in_training_exports_exactly(spark: Any) -> None:
+    """A one-hot ``_other`` column no training row uses has zero spread: Spark's scaler outputs 0 for it, and
+    so must the ONNX graph (1/std would be inf, and (x - mean) * inf is NaN)."""
+    import onnxruntime as ort
+    from pyspark.ml.functions import vector_to_array
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=400)
+    frame = pd.DataFrame(
+        {
+            ID: np.arange(400, dtype=np.int64),
+            LABEL: (x + rng.normal(scale=0.5, size=400) > 0).astype(np.int64),
+            "x": x.astype(np.float32),
+            "never": np.zeros(400, dtype=np.float32),
+        }
+    )
+    candidate = selection.build_candidate("lr", ["x", "never"], 1, "small")
+    model = candidate.pipeline.fit(spark.createDataFrame(frame))  # type: ignore[attr-defined]
+    graph = onnx_export.export_onnx(model, ["x", "never"], spark, Path("."))
+    expected = (
+        model.transform(spark.createDataFrame(frame))  # type: ignore[attr-defined]
+        .select(vector_to_array("probability")[1].alias("p"))
+        .toPandas()["p"]
+        .to_numpy()
+    )
+    session = ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {"x": frame[["x"]].to_numpy(), "never": frame[["never"]].to_numpy()}
+    output = next(o.name for o in session.get_outputs() if o.name.lower().startswith("probabilit"))
+    (served,) = session.run([output], feeds)
+    assert np.isfinite(served).all()
+    assert np.max(np.abs(np.asarray(served)[:, 1] - expected)) <= PARITY_TOLERANCE
