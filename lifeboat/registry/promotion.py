@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from lifeboat.dataset.features import FeatureSpecError
 from lifeboat.dataset.labels import TARGET, binary_labels
-from lifeboat.dataset.spec import load_spec
+from lifeboat.dataset.spec import spec_of
 from lifeboat.registry.artifact import ArtifactError
 from lifeboat.registry.evaluation import EvaluationError, binary_metrics
 from lifeboat.registry.gate import MAX_TAG_LENGTH, GateConfig, GateDecision, decide
@@ -102,7 +102,7 @@ def holdout_fingerprint(holdout: pd.DataFrame) -> str:
 
 def _dataset_spec(settings: Settings) -> DatasetSpec | None:
     """The dataset's spec (its ``gate`` thresholds and label); None when the settings point at no file."""
-    return load_spec(settings.dataset_spec) if settings.dataset_spec.is_file() else None
+    return spec_of(settings) if settings.dataset_spec.is_file() else None
 
 
 def _holdout_labels(
