@@ -32,7 +32,8 @@ import pandas as pd
 
 from lifeboat.data.simulate import DriftSpec, make_batch
 from lifeboat.monitoring.drift import drift_report, score_columns
-from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS, analysis_frame, sample_rows
+from lifeboat.monitoring.drift_frames import analysis_frame, sample_rows
+from lifeboat.monitoring.drift_plan import plan_of
 from lifeboat.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,17 +77,18 @@ def _time_reports(
 
 
 def _sampling_effect(train: pd.DataFrame, rows: int, settings: Settings) -> list[dict[str, Any]]:
-    reference = analysis_frame(train, "reference")
+    plan = plan_of(settings)
+    reference = analysis_frame(train, "reference", plan)
     results = []
     for text in SPECS:
         batch = make_batch(train, rows, DriftSpec.parse(text) if text else None, seed=7, start_id=START_ID)
-        full = score_columns(reference, analysis_frame(batch, "current"), settings)
+        full = score_columns(reference, analysis_frame(batch, "current", plan), settings, plan)
         worst = 0.0
         changed: set[str] = set()
         for seed in SAMPLE_SEEDS:
-            sampled_frame = analysis_frame(sample_rows(batch, settings.drift_sample_rows, seed), "current")
-            sampled = score_columns(reference, sampled_frame, settings)
-            for column in ANALYSED_COLUMNS:
+            sample = sample_rows(batch, settings.drift_sample_rows, seed)
+            sampled = score_columns(reference, analysis_frame(sample, "current", plan), settings, plan)
+            for column in plan.analysed:
                 a, b = full[column].score, sampled[column].score
                 if a is not None and b is not None:
                     worst = max(worst, abs(a - b))

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from lifeboat.monitoring.prediction_log import PredictionLog
+from lifeboat.dataset.spec import DatasetSpecError, spec_of
+from lifeboat.monitoring.prediction_log import PredictionLog, log_columns
 from lifeboat.settings import Settings
 from serving.champion_source import ChampionSource
 from serving.champion_sync import ChampionSync
@@ -56,10 +57,23 @@ class DatasetServing:
         return self.settings.model_name
 
 
+def _prediction_log(settings: Settings) -> PredictionLog | None:
+    """The dataset's prediction log, with the columns of its spec; None (logged) when the spec is unreadable:
+    predictions go on unlogged rather than the whole server failing to start."""
+    try:
+        spec = spec_of(settings)
+    except (DatasetSpecError, OSError) as exc:
+        logger.error("%s: no prediction log, the dataset spec cannot be read: %s", settings.dataset, exc)
+        return None
+    return PredictionLog(
+        settings.prediction_log_path, settings.prediction_log_max_rows, columns=log_columns(spec)
+    )
+
+
 def build_dataset(settings: Settings, metrics: ServingMetrics, worker_id: str) -> DatasetServing:
     """The components of one dataset (``settings`` are that dataset's); nothing is started."""
-    prediction_log = PredictionLog(settings.prediction_log_path, settings.prediction_log_max_rows)
-    view = metrics.for_dataset(settings.dataset, prediction_log.stats)
+    prediction_log = _prediction_log(settings)
+    view = metrics.for_dataset(settings.dataset, prediction_log.stats if prediction_log else None)
     holder = ModelHolder()
     source = ChampionSource(settings.tracking_uri, settings.model_name)
     fleet = FleetBoard(fleet_directory(settings), worker_id)

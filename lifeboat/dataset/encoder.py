@@ -48,6 +48,7 @@ __all__ = [
     "FittedEncoder",
     "FittedStatistics",
     "Rows",
+    "derive_columns",
     "encode",
     "encode_with_alerts",
     "fit",
@@ -357,3 +358,17 @@ def encode(fitted: FittedEncoder, rows: Rows) -> np.ndarray:
 def encode_with_alerts(fitted: FittedEncoder, rows: Rows) -> tuple[np.ndarray, list[str]]:
     """:func:`encode` plus one drift sentence per row (``NO_DRIFT`` when nothing is off)."""
     return _run(fitted, rows, with_alerts=True)
+
+
+def derive_columns(spec: DatasetSpec, rows: Rows, names: Sequence[str]) -> dict[str, transforms.Values]:
+    """The derived columns ``names`` of raw ``rows``, computed as :func:`fit` computes them.
+
+    Group statistics (``group_impute``) are learned from ``rows`` themselves: this describes data (the drift
+    report), it does not encode it for a model.
+    """
+    cols, n = _read(spec, *_as_columns(rows))
+    _derive(spec, FittedStatistics(rows=n), cols, n, learn=True)
+    missing = [name for name in names if name not in cols]
+    if missing:
+        raise KeyError(f"{spec.name}: no derived column {missing[0]!r}")
+    return {name: cols[name] for name in names}

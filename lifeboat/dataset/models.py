@@ -126,12 +126,19 @@ class Alerts(Strict):
 
 
 class Drift(Strict):
-    """Columns compared by the drift report, and the statistical test of each kind or column."""
+    """Columns compared by the drift report, and the statistical test and threshold of each kind or column.
+
+    Unset methods and thresholds are the global ``LIFEBOAT_DRIFT_*`` settings (calibrated on Titanic, see
+    :mod:`lifeboat.monitoring.drift`).
+    """
 
     columns: list[str] | None = None
-    numeric_method: str = "wasserstein"
-    categorical_method: str = "jensenshannon"
+    numeric_method: str | None = None
+    categorical_method: str | None = None
+    numeric_threshold: float | None = Field(None, gt=0)
+    categorical_threshold: float | None = Field(None, gt=0)
     methods: dict[str, str] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
     missing_indicators: bool = True
 
 
@@ -281,12 +288,6 @@ class DatasetSpec(Strict):
         raw = [c.name for c in self.columns if c.role == "feature" and c.type != "text"]
         return raw + [s.name for s in self.derived if isinstance(s, RegexExtract)]
 
-    def drift_method(self, column: str) -> str:
-        """The drift test of one column (its override, else the method of its kind)."""
-        if column in self.drift.methods:
-            return self.drift.methods[column]
-        kind = self.column_types().get(column, "categorical")
-        return self.drift.numeric_method if kind in ("numeric", "integer") else self.drift.categorical_method
 
     def canonical_json(self) -> str:
         """The spec as canonical JSON: sorted keys, no whitespace, defaults filled in."""

@@ -15,9 +15,11 @@ from typing import Literal
 
 import pandas as pd
 
+from lifeboat.dataset.spec import spec_of
 from lifeboat.monitoring.drift import drift_report
 from lifeboat.monitoring.drift_frames import current_from_batches, current_from_requests
 from lifeboat.monitoring.drift_models import DriftSummary
+from lifeboat.monitoring.log_table import log_columns
 from lifeboat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -80,7 +82,8 @@ def current_window(
     rows = last_n if last_n is not None else settings.drift_window_rows
     hours = since_hours if since_hours is not None else settings.drift_window_hours
     since = datetime.now(UTC) - timedelta(hours=hours)
-    frame = current_from_requests(settings.prediction_log_path, last_n=rows, since=since)
+    columns = log_columns(spec_of(settings))
+    frame = current_from_requests(settings.prediction_log_path, last_n=rows, since=since, columns=columns)
     return frame, f"requests: last {rows} within {hours:g} h ({settings.prediction_log_path})"
 
 

@@ -9,15 +9,18 @@ sample of training rows logged with the champion) and writes three things into t
   threshold and verdict);
 * ``index.json`` - every report of the folder, newest first (rewritten atomically under a file lock).
 
-What is analysed (one definition, :data:`NUMERICAL_COLUMNS` and :data:`CATEGORICAL_COLUMNS`):
+What is analysed is the dataset spec's ``drift`` section (:mod:`lifeboat.monitoring.drift_plan`). For
+Titanic:
 
 * numerical: Age, Fare, SibSp, Parch;
-* categorical: Pclass, Sex, Embarked and the Title derived from Name
-  (:func:`lifeboat.dataset.features.derive_titles`, the model's own definition);
+* categorical: Pclass, Sex, Embarked and the Title derived from Name (the spec's own ``regex_extract``
+  step, as the model computes it);
 * ``Age_missing`` and ``Fare_missing``: categorical present/missing indicators of the optional numerical
   columns. Evidently's per-column methods drop missing values, so without them a batch where a third of
   the ages are suddenly blank would look exactly like the training data;
 * never: PassengerId (the id), Survived (the label is not an input), Name, Ticket and Cabin as free text.
+
+The defaults below were calibrated on Titanic; a spec may set its own methods and thresholds.
 
 Methods and thresholds are pinned per column type from the settings, never left to Evidently's automatic
 choice (which switches from p-value tests to distances at 1000 reference rows, so the same data would
@@ -62,21 +65,15 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from lifeboat.dataset.schema import ID_COLUMN
-from lifeboat.monitoring.drift_frames import (
-    ANALYSED_COLUMNS,
-    CATEGORICAL_COLUMNS,
-    NUMERICAL_COLUMNS,
-    analysis_frame,
-    sample_rows,
-)
+from lifeboat.monitoring.drift_frames import analysis_frame, sample_rows
 from lifeboat.monitoring.drift_index import INDEX_FILE, update_index, write_text_atomically
 from lifeboat.monitoring.drift_models import POLICIES, ColumnDrift, DriftError, DriftSummary
+from lifeboat.monitoring.drift_plan import DriftPlan, DriftPlanError, plan_of
 from lifeboat.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -99,58 +96,61 @@ def _check_name(name: str) -> None:
         )
 
 
-def _check_methods(settings: Settings) -> None:
+def _where(plan: DriftPlan, column: str, kind: str) -> str:
+    """Where a column's method is set, for error messages."""
+    if column in plan.spec.drift.methods:
+        return f"drift.methods.{column} of the {plan.dataset} spec"
+    spec_key = "numeric_method" if kind == "numerical" else "categorical_method"
+    if getattr(plan.spec.drift, spec_key) is not None:
+        return f"drift.{spec_key} of the {plan.dataset} spec"
+    return "LIFEBOAT_DRIFT_NUM_METHOD" if kind == "numerical" else "LIFEBOAT_DRIFT_CAT_METHOD"
+
+
+def _check_methods(plan: DriftPlan) -> None:
+    """Every column's method is a registered Evidently test for its kind (else a DriftError naming where
+    the method was set)."""
     from evidently.legacy.calculations.stattests.registry import get_registered_stattest
     from evidently.legacy.core import ColumnType
 
-    for method, kind in (
-        (settings.drift_num_method, ColumnType.Numerical),
-        (settings.drift_cat_method, ColumnType.Categorical),
-    ):
+    checked: set[tuple[str, str]] = set()
+    for column in plan.analysed:
+        kind, method = plan.kind(column), plan.method(column)
+        if (kind, method) in checked:
+            continue
+        checked.add((kind, method))
         try:
-            get_registered_stattest(method, kind)
+            get_registered_stattest(
+                method, ColumnType.Numerical if kind == "numerical" else ColumnType.Categorical
+            )
         except ValueError as exc:
-            setting = "drift_num_method" if kind is ColumnType.Numerical else "drift_cat_method"
-            raise DriftError(f"LIFEBOAT_{setting.upper()}={method!r} is not usable: {exc}") from exc
+            raise DriftError(f"{_where(plan, column, kind)}={method!r} is not usable: {exc}") from exc
 
 
-def _kind(column: str) -> Literal["numerical", "categorical"]:
-    return "numerical" if column in NUMERICAL_COLUMNS else "categorical"
-
-
-def _threshold(column: str, settings: Settings) -> float:
-    return settings.drift_num_threshold if column in NUMERICAL_COLUMNS else settings.drift_cat_threshold
-
-
-def _method(column: str, settings: Settings) -> str:
-    return settings.drift_num_method if column in NUMERICAL_COLUMNS else settings.drift_cat_method
-
-
-def _values(frame: pd.DataFrame, column: str) -> pd.Series:
+def _values(frame: pd.DataFrame, column: str, plan: DriftPlan) -> pd.Series:
     """The column's values as Evidently compares them: missing (and infinite) values dropped."""
     values = frame[column]
-    if column in NUMERICAL_COLUMNS:
+    if column in plan.numerical:
         values = values.replace([np.inf, -np.inf], np.nan)
     return values.dropna()
 
 
 def _columns_without_values(
-    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings
+    reference: pd.DataFrame, current: pd.DataFrame, plan: DriftPlan
 ) -> dict[str, ColumnDrift]:
     """Columns with no value at all on one side (Evidently cannot score them): drifted unless both are."""
     out: dict[str, ColumnDrift] = {}
-    for column in ANALYSED_COLUMNS:
-        ref_empty = _values(reference, column).empty
-        cur_empty = _values(current, column).empty
+    for column in plan.analysed:
+        ref_empty = _values(reference, column, plan).empty
+        cur_empty = _values(current, column, plan).empty
         if ref_empty or cur_empty:
             out[column] = ColumnDrift(
-                _kind(column), "no_values", None, _threshold(column, settings), drifted=ref_empty != cur_empty
+                plan.kind(column), "no_values", None, plan.threshold(column), drifted=ref_empty != cur_empty
             )
     return out
 
 
 def score_columns(
-    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings
+    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, plan: DriftPlan | None = None
 ) -> dict[str, ColumnDrift]:
     """Per-column verdicts computed with the same Evidently drift methods and thresholds, without a report.
 
@@ -161,46 +161,46 @@ def score_columns(
     from evidently.legacy.calculations.stattests.registry import get_registered_stattest
     from evidently.legacy.core import ColumnType
 
-    _check_methods(settings)
-    out = _columns_without_values(reference, current, settings)
-    for column in ANALYSED_COLUMNS:
+    plan = plan or plan_of(settings)
+    _check_methods(plan)
+    out = _columns_without_values(reference, current, plan)
+    for column in plan.analysed:
         if column in out:
             continue
-        kind = ColumnType.Numerical if column in NUMERICAL_COLUMNS else ColumnType.Categorical
-        stattest = get_registered_stattest(_method(column, settings), kind)
-        threshold = _threshold(column, settings)
-        result = stattest(_values(reference, column), _values(current, column), kind, threshold)
+        kind = ColumnType.Numerical if column in plan.numerical else ColumnType.Categorical
+        stattest = get_registered_stattest(plan.method(column), kind)
+        threshold = plan.threshold(column)
+        result = stattest(_values(reference, column, plan), _values(current, column, plan), kind, threshold)
         out[column] = ColumnDrift(
-            _kind(column),
-            _method(column, settings),
-            float(result.drift_score),
-            threshold,
-            bool(result.drifted),
+            plan.kind(column), plan.method(column), float(result.drift_score), threshold, bool(result.drifted)
         )
-    return {c: out[c] for c in ANALYSED_COLUMNS}
+    return {c: out[c] for c in plan.analysed}
 
 
 def _run_evidently(
-    reference: pd.DataFrame, current: pd.DataFrame, settings: Settings, columns: Sequence[str]
+    reference: pd.DataFrame,
+    current: pd.DataFrame,
+    settings: Settings,
+    plan: DriftPlan,
+    columns: Sequence[str],
 ) -> Any:
     """Run the pinned DataDriftPreset on ``columns``; return the Evidently snapshot."""
     from evidently import DataDefinition, Dataset, Report
     from evidently.presets import DataDriftPreset
 
-    id_column = ID_COLUMN if ID_COLUMN in reference.columns and ID_COLUMN in current.columns else None
-    keep = ([id_column] if id_column else []) + list(ANALYSED_COLUMNS)  # all typed, only ``columns`` tested
+    wanted = plan.id_column
+    id_column = wanted if wanted and wanted in reference.columns and wanted in current.columns else None
+    keep = ([id_column] if id_column else []) + list(plan.analysed)  # all typed, only ``columns`` tested
     definition = DataDefinition(
         id_column=id_column,
-        numerical_columns=list(NUMERICAL_COLUMNS),
-        categorical_columns=list(CATEGORICAL_COLUMNS),
+        numerical_columns=list(plan.numerical),
+        categorical_columns=list(plan.categorical),
     )
     preset = DataDriftPreset(
         columns=list(columns),
         drift_share=settings.drift_share_threshold,
-        num_method=settings.drift_num_method,
-        cat_method=settings.drift_cat_method,
-        num_threshold=settings.drift_num_threshold,
-        cat_threshold=settings.drift_cat_threshold,
+        per_column_method={c: plan.method(c) for c in columns},
+        per_column_threshold={c: plan.threshold(c) for c in columns},
     )
     report = Report([preset], include_tests=True)
     with warnings.catch_warnings():
@@ -214,7 +214,7 @@ def _run_evidently(
         )
 
 
-def _column_verdicts(snapshot: Any, columns_tested: Sequence[str]) -> dict[str, ColumnDrift]:
+def _column_verdicts(snapshot: Any, columns_tested: Sequence[str], plan: DriftPlan) -> dict[str, ColumnDrift]:
     """Per-column method, score, threshold and verdict from the snapshot (the verdict is Evidently's test)."""
     result = snapshot.dict()
     scores: dict[str, tuple[str, float, float]] = {}
@@ -244,18 +244,18 @@ def _column_verdicts(snapshot: Any, columns_tested: Sequence[str]) -> dict[str, 
         method, score, threshold = scores[column]
         if not math.isfinite(score):
             raise DriftError(f"Evidently returned a non-finite {method} score for column {column!r}: {score}")
-        columns[column] = ColumnDrift(_kind(column), method, score, threshold, verdicts[column])
+        columns[column] = ColumnDrift(plan.kind(column), method, score, threshold, verdicts[column])
     return columns
 
 
-def _not_enough_data_html(summary: DriftSummary) -> str:
+def _not_enough_data_html(summary: DriftSummary, plan: DriftPlan) -> str:
     esc = html.escape
     which = []
     if summary.current_rows < summary.min_rows:
         which.append(f"the current data ({esc(summary.current_source)}) has {summary.current_rows} row(s)")
     if summary.reference_rows < summary.min_rows:
         which.append(f"the reference data has {summary.reference_rows} row(s)")
-    items = "".join(f"<li><code>{esc(c)}</code></li>" for c in ANALYSED_COLUMNS)
+    items = "".join(f"<li><code>{esc(c)}</code></li>" for c in plan.analysed)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Drift report {esc(summary.name)}: not enough data</title>
 <style>body{{font-family:sans-serif;margin:2rem;max-width:50rem}} .status{{color:#8a5a00}}</style></head>
@@ -282,6 +282,7 @@ def drift_report(
     *,
     current_source: str = "dataframe",
     created_at: datetime | None = None,
+    plan: DriftPlan | None = None,
 ) -> DriftSummary:
     """Compare ``current`` with ``reference``; write ``<name>.html`` and ``<name>.json``, update the index.
 
@@ -289,8 +290,14 @@ def drift_report(
     where the current rows came from (a batch path, "requests: last 5000" ...) and is recorded in the summary.
     With fewer than ``settings.drift_min_rows`` rows on either side no test is run: the status is
     ``not_enough_data`` and the HTML page says so. Re-running with the same name replaces that report.
+    ``plan`` (default: :func:`~lifeboat.monitoring.drift_plan.plan_of` the settings' dataset) says which
+    columns are compared and how.
     """
     _check_name(name)
+    try:
+        plan = plan or plan_of(settings)
+    except DriftPlanError as exc:
+        raise DriftError(str(exc)) from exc
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     html_path = output_dir / f"{name}.html"
@@ -321,18 +328,19 @@ def drift_report(
             f"not enough data: {len(current)} current and {len(reference)} reference row(s), "
             f"at least {settings.drift_min_rows} of each are needed"
         )
-        write_text_atomically(html_path, _not_enough_data_html(summary))
+        write_text_atomically(html_path, _not_enough_data_html(summary, plan))
     else:
-        _check_methods(settings)
-        ref = analysis_frame(sample_rows(reference, settings.drift_sample_rows, settings.seed), "reference")
-        cur = analysis_frame(sample_rows(current, settings.drift_sample_rows, settings.seed), "current")
+        _check_methods(plan)
+        sample = settings.drift_sample_rows
+        ref = analysis_frame(sample_rows(reference, sample, settings.seed), "reference", plan)
+        cur = analysis_frame(sample_rows(current, sample, settings.seed), "current", plan)
         summary.analysed_rows = len(cur)
         summary.sampled = len(cur) < len(current) or len(ref) < len(reference)
-        empty = _columns_without_values(ref, cur, settings)
-        tested = [c for c in ANALYSED_COLUMNS if c not in empty]
-        snapshot = _run_evidently(ref, cur, settings, tested)
-        found = {**_column_verdicts(snapshot, tested), **empty}
-        columns = {c: found[c] for c in ANALYSED_COLUMNS}
+        empty = _columns_without_values(ref, cur, plan)
+        tested = [c for c in plan.analysed if c not in empty]
+        snapshot = _run_evidently(ref, cur, settings, plan, tested)
+        found = {**_column_verdicts(snapshot, tested, plan), **empty}
+        columns = {c: found[c] for c in plan.analysed}
         drifted = [c for c, v in columns.items() if v.drifted]
         share = len(drifted) / len(columns)
         summary.columns = columns

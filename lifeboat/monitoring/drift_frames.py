@@ -12,41 +12,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lifeboat.dataset.features import CATEGORY_COLUMNS, RANGE_COLUMNS, derive_titles
-from lifeboat.dataset.schema import BY_NAME, ID_COLUMN
+from lifeboat.dataset.encoder import derive_columns
 from lifeboat.monitoring.drift_models import DriftError
-
-TITLE_COLUMN = "Title"
-
-
-#: Raw numerical columns analysed for drift (the ones whose training range the model ships).
-NUMERICAL_COLUMNS: tuple[str, ...] = RANGE_COLUMNS
-
-
-#: Raw categorical columns analysed for drift (the model's vocabulary columns; Title is derived).
-RAW_CATEGORICAL_COLUMNS: tuple[str, ...] = tuple(c for c in CATEGORY_COLUMNS if c != TITLE_COLUMN)
-
-
-MISSING_SUFFIX = "_missing"
-
-
-#: Numerical columns that may be blank: each gets a present/missing indicator column.
-MISSING_INDICATOR_SOURCES: tuple[str, ...] = tuple(c for c in NUMERICAL_COLUMNS if not BY_NAME[c].required)
-
-
-MISSING_INDICATOR_COLUMNS: tuple[str, ...] = tuple(f"{c}{MISSING_SUFFIX}" for c in MISSING_INDICATOR_SOURCES)
-
-
-CATEGORICAL_COLUMNS: tuple[str, ...] = (*RAW_CATEGORICAL_COLUMNS, TITLE_COLUMN, *MISSING_INDICATOR_COLUMNS)
-
-
-#: Every analysed column, in report order.
-ANALYSED_COLUMNS: tuple[str, ...] = (*NUMERICAL_COLUMNS, *CATEGORICAL_COLUMNS)
-
-
-#: Raw columns the analysis needs (required ones must exist; optional ones may be absent = all missing).
-NEEDED_RAW_COLUMNS: tuple[str, ...] = (*NUMERICAL_COLUMNS, *RAW_CATEGORICAL_COLUMNS)
-
+from lifeboat.monitoring.drift_plan import DriftPlan
+from lifeboat.monitoring.log_table import LogColumn, read_window
 
 _MISSING = "missing"
 
@@ -68,19 +37,18 @@ def current_from_batches(paths: Sequence[Path | str]) -> pd.DataFrame:
 
 
 def current_from_requests(
-    log_path: Path | str, last_n: int | None = None, since: datetime | str | None = None
+    log_path: Path | str,
+    last_n: int | None = None,
+    since: datetime | str | None = None,
+    columns: Sequence[LogColumn] | None = None,
 ) -> pd.DataFrame:
     """The window of logged prediction requests (raw columns plus probability, prediction, model_version ...).
 
-    ``last_n`` keeps the newest rows, ``since`` the rows logged at or after a moment (see
-    :func:`lifeboat.monitoring.prediction_log.read_window`). A missing log gives an empty frame (->
-    ``not_enough_data``).
+    ``last_n`` keeps the newest rows, ``since`` the rows logged at or after a moment, ``columns`` types the
+    raw columns (see :func:`lifeboat.monitoring.log_table.read_window`). A missing log gives an empty frame
+    (-> ``not_enough_data``).
     """
-    from lifeboat.monitoring.prediction_log import (
-        read_window,  # imported lazily: the serving side owns that module
-    )
-
-    return read_window(log_path, last_n=last_n, since=since)
+    return read_window(log_path, last_n=last_n, since=since, columns=columns)
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -123,49 +91,44 @@ def _category(frame: pd.DataFrame, column: str) -> pd.Series:
     return _strings(values)
 
 
-def _titles(frame: pd.DataFrame, sex: pd.Series, age: pd.Series) -> pd.Series:
-    """Title of every row, derived once per distinct (Name, Sex, Age) so resampled data stays cheap."""
-    if len(frame) == 0:
-        return pd.Series([], index=frame.index, dtype="object")
-    names = frame["Name"] if "Name" in frame.columns else pd.Series(np.nan, index=frame.index, dtype="object")
-    key = np.zeros(len(frame), dtype=np.int64)
-    for part in (names, sex, age):
-        codes, uniques = pd.factorize(part, use_na_sentinel=True)
-        key, _ = pd.factorize(key * (len(uniques) + 1) + (codes + 1))  # stays below len(frame): no overflow
-    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
-    titles = derive_titles(
-        {
-            "Name": names.iloc[first].tolist(),
-            "Sex": sex.iloc[first].tolist(),
-            "Age": age.iloc[first].to_numpy(dtype=np.float64),
-        }
-    )
-    return pd.Series(np.asarray(titles, dtype=object)[inverse], index=frame.index, dtype="object")
+def _derived(frame: pd.DataFrame, plan: DriftPlan) -> dict[str, Any]:
+    """The derived analysed columns, computed from the raw rows with numbers checked first (clear errors)."""
+    raw = pd.DataFrame(index=frame.index)
+    for column in plan.spec.columns:
+        if column.role != "feature" or column.name not in frame.columns:
+            continue
+        numeric = column.type in ("numeric", "integer")
+        raw[column.name] = _numeric(frame, column.name) if numeric else frame[column.name]
+    return derive_columns(plan.spec, raw, plan.derived)
 
 
-def analysis_frame(frame: pd.DataFrame, what: str) -> pd.DataFrame:
-    """The columns the drift report analyses, typed for Evidently, from raw passenger rows.
+def analysis_frame(frame: pd.DataFrame, what: str, plan: DriftPlan) -> pd.DataFrame:
+    """The columns the drift report analyses (``plan.analysed``), typed for Evidently, from raw rows.
 
-    ``what`` ("reference" or "current") names the frame in error messages. Extra columns (label, prediction
-    metadata, Name/Ticket/Cabin) are left out; PassengerId is kept when complete, as the id column.
+    ``what`` ("reference" or "current") names the frame in error messages. Derived columns are computed
+    with the spec's own steps (:func:`lifeboat.dataset.encoder.derive_columns`). Other columns (label,
+    prediction metadata, free text) are left out; the id column is kept when complete.
     """
-    absent = [c for c in NEEDED_RAW_COLUMNS if BY_NAME[c].required and c not in frame.columns]
+    absent = [c for c in plan.required if c not in frame.columns]
     if absent and len(frame) > 0:
         raise DriftError(f"the {what} data lacks required column(s): {', '.join(absent)}")
     out = pd.DataFrame(index=frame.index)
-    if ID_COLUMN in frame.columns and frame[ID_COLUMN].notna().all():
-        out[ID_COLUMN] = frame[ID_COLUMN].astype("int64")
-    for column in NUMERICAL_COLUMNS:
-        out[column] = _numeric(frame, column)
-    for column in RAW_CATEGORICAL_COLUMNS:
-        out[column] = _category(frame, column)
-    out[TITLE_COLUMN] = _titles(frame, out["Sex"], out["Age"])
-    for source, indicator in zip(MISSING_INDICATOR_SOURCES, MISSING_INDICATOR_COLUMNS, strict=True):
-        out[indicator] = np.where(out[source].isna(), _MISSING, _PRESENT).astype(object)
+    if plan.id_column and plan.id_column in frame.columns and frame[plan.id_column].notna().all():
+        out[plan.id_column] = frame[plan.id_column]
+    derived = _derived(frame, plan) if plan.derived else {}
+    for column in plan.analysed:
+        if column in plan.indicators.values():
+            continue
+        source = frame
+        if column in derived:
+            source = pd.DataFrame({column: derived[column]}, index=frame.index)
+        out[column] = _numeric(source, column) if column in plan.numerical else _category(source, column)
+    for column, indicator in plan.indicators.items():
+        out[indicator] = np.where(out[column].isna(), _MISSING, _PRESENT).astype(object)
     # pandas categoricals give Evidently the same scores as object strings, ~2.5x faster on large frames.
-    for column in CATEGORICAL_COLUMNS:
+    for column in plan.categorical:
         out[column] = out[column].astype("category")
-    return out.reset_index(drop=True)
+    return out[[c for c in (plan.id_column, *plan.analysed) if c in out.columns]].reset_index(drop=True)
 
 
 def sample_rows(frame: pd.DataFrame, max_rows: int, seed: int) -> pd.DataFrame:

@@ -1,9 +1,9 @@
-"""The prediction log: every scored passenger, kept in a bounded SQLite file for drift monitoring.
+"""The prediction log: every scored record, kept in a bounded SQLite file per dataset for drift monitoring.
 
-The prediction server appends one row per scored passenger (the raw columns of
-:data:`lifeboat.dataset.schema.COLUMNS`, the probability, the 0/1 prediction, the model version and the UTC
-time).
-The drift report reads the most recent rows back as a window with :func:`read_window`.
+The prediction server appends one row per scored record (the dataset's raw columns, see
+:func:`lifeboat.monitoring.log_table.log_columns`, then the probability, the 0/1 prediction, the model
+version and the UTC time). The drift report reads the most recent rows back as a window with
+:func:`read_window`.
 
 Logging must never slow down or fail a prediction. :meth:`PredictionLog.append` therefore does almost
 nothing on the request's thread: it counts the rows and puts the request's own objects (passengers,
@@ -32,25 +32,31 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from itertools import chain
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
+from lifeboat.monitoring.log_table import (
+    BUSY_TIMEOUT_MS,
+    META_COLUMNS,
+    Item,
+    LogColumn,
+    LogTable,
+    log_columns,
+    read_window,
+)
 
-from lifeboat.dataset.schema import COLUMNS, ID_COLUMN, ColumnSpec
+__all__ = [
+    "META_COLUMNS",
+    "LogColumn",
+    "PredictionLog",
+    "PredictionLogStats",
+    "log_columns",
+    "read_window",
+]
 
 logger = logging.getLogger(__name__)
 
-TABLE = "predictions"
-#: Columns written besides the raw passenger columns.
-META_COLUMNS: tuple[str, ...] = ("logged_at", "model_version", "probability", "prediction")
-RAW_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS)
-#: Columns of the frame returned by :func:`read_window`: the raw schema columns, then the metadata.
-WINDOW_COLUMNS: tuple[str, ...] = RAW_COLUMNS + META_COLUMNS
-
-BUSY_TIMEOUT_MS = 5000
 #: How often (seconds) the same write failure is logged again.
 ERROR_LOG_INTERVAL = 60.0
 #: After a failed write, wait this long before opening the file again.
@@ -59,18 +65,12 @@ RETRY_AFTER_SECONDS = 5.0
 COMMIT_INTERVAL_SECONDS = 0.02
 #: ... or sooner once this many rows are waiting; also the most rows written in one transaction.
 COMMIT_ROWS = 5000
-#: Values per table row: the metadata, then the raw columns.
-ROW_WIDTH = len(META_COLUMNS) + len(RAW_COLUMNS)
 #: Most rows per INSERT statement. Every statement hands the GIL over while SQLite works and must take it
 #: back, which costs the request threads a switch each time: one statement per row made inserting a
 #: 1000-row batch 1000 switches, 512 rows per statement makes it a handful. Capped by the SQLite build's
 #: bound-parameter limit (999 on old builds).
 ROWS_PER_STATEMENT = 512
 
-_SQL_TYPES = {"int": "INTEGER", "float": "REAL", "str": "TEXT"}
-#: Value types SQLite stores as they are (a NaN float is stored as NULL). Anything else, numpy scalars
-#: first of all (which SQLite would store as BLOBs), is converted by :func:`_cell`.
-_PLAIN_TYPES = frozenset({int, float, str, bool, type(None)})
 #: A value that cannot be stored fails the rows of its own request, not those it was grouped with.
 _VALUE_ERRORS = (
     sqlite3.InterfaceError,
@@ -81,112 +81,6 @@ _VALUE_ERRORS = (
     ValueError,
     TypeError,
 )
-
-#: One queued request: passengers, probabilities, predictions, model version, time of the request.
-_Item = tuple[Sequence[Mapping[str, Any]], Sequence[float], Sequence[int], str, datetime]
-
-
-def _nullable(spec: ColumnSpec) -> bool:
-    """Whether a logged value of this column may be missing (the id is optional in requests)."""
-    return not spec.required or spec.name == ID_COLUMN
-
-
-def _pandas_dtype(spec: ColumnSpec) -> str:
-    if spec.kind == "int":
-        return "Int64" if _nullable(spec) else "int64"
-    if spec.kind == "float":
-        return "float64"
-    return "object"
-
-
-def _quoted(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _timestamp(moment: datetime) -> str:
-    """Fixed-width ISO-8601 UTC text, so that string order is time order in SQLite."""
-    if moment.tzinfo is not UTC:
-        moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds")
-
-
-def _create_statements() -> list[str]:
-    raw = ", ".join(f"{_quoted(c.name)} {_SQL_TYPES[c.kind]}" for c in COLUMNS)
-    return [
-        f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY, logged_at TEXT NOT NULL, "
-        f"model_version TEXT NOT NULL, probability REAL NOT NULL, prediction INTEGER NOT NULL, {raw})",
-        f"CREATE INDEX IF NOT EXISTS {TABLE}_logged_at ON {TABLE} (logged_at)",
-    ]
-
-
-_PLACEHOLDERS = "(" + ", ".join("?" for _ in range(ROW_WIDTH)) + ")"
-_INSERT = (
-    f"INSERT INTO {TABLE} (logged_at, model_version, probability, prediction, "
-    + ", ".join(_quoted(c) for c in RAW_COLUMNS)
-    + ") VALUES "
-    + _PLACEHOLDERS
-)
-_TRIM = f"DELETE FROM {TABLE} WHERE id <= (SELECT MAX(id) FROM {TABLE}) - ?"
-
-
-@cache
-def _insert_rows(count: int) -> str:
-    """An INSERT of ``count`` rows in one statement (rows get increasing ids in the order given)."""
-    return _INSERT + "".join(", " + _PLACEHOLDERS for _ in range(count - 1))
-
-
-def _cell(value: Any) -> Any:
-    """A raw value as SQLite stores it (NaN and pandas NA become NULL)."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    return value
-
-
-def _values_of(group: Iterable[_Item]) -> list[Any]:
-    """The values of the table rows of queued requests, row after row (:data:`ROW_WIDTH` per row).
-
-    One flat list, as the multi-row INSERT binds them; values are converted only when they need it.
-    """
-    values: list[Any] = [
-        value
-        for passengers, probabilities, predictions, version, logged_at in group
-        for at in (_timestamp(logged_at),)
-        for passenger, p, y in zip(passengers, probabilities, predictions, strict=True)
-        for value in (at, version, p, y, *map(passenger.get, RAW_COLUMNS))
-    ]
-    if not _PLAIN_TYPES.issuperset(map(type, values)):
-        values = [
-            value
-            for start in range(0, len(values), ROW_WIDTH)
-            for row in (values[start : start + ROW_WIDTH],)
-            for value in (row[0], row[1], float(row[2]), int(row[3]), *map(_cell, row[4:]))
-        ]
-    return values
-
-
-def _statement_sizes(rows: int, largest: int) -> list[int]:
-    """Rows per INSERT for ``rows`` rows: ``largest`` (a power of two) while it fits, then the binary digits
-    of the rest, so that a handful of distinct statements (all in the connection's cache) cover any count."""
-    sizes = [largest] * (rows // largest)
-    rest = rows % largest
-    while rest:
-        size = 1 << (rest.bit_length() - 1)
-        sizes.append(size)
-        rest -= size
-    return sizes
-
-
-def _insert(connection: sqlite3.Connection, values: list[Any], largest: int) -> None:
-    """Insert the rows of ``values`` (see :func:`_values_of`) in order, at most ``largest`` per statement."""
-    start = 0
-    for size in _statement_sizes(len(values) // ROW_WIDTH, largest):
-        end = start + size * ROW_WIDTH
-        connection.execute(_insert_rows(size), values[start:end])
-        start = end
 
 
 @dataclass(frozen=True)
@@ -202,10 +96,11 @@ class PredictionLogStats:
 
 
 class PredictionLog:
-    """Append scored passengers to a SQLite file from a background thread (never blocks the caller).
+    """Append scored records to a SQLite file from a background thread (never blocks the caller).
 
-    ``commit_interval`` (seconds) and ``commit_rows`` tune the group commit (see the module docstring);
-    ``max_pending_rows`` bounds the queue (and the memory it holds).
+    ``columns`` are the dataset's raw columns (:func:`log_columns` of its spec). ``commit_interval``
+    (seconds) and ``commit_rows`` tune the group commit (see the module docstring); ``max_pending_rows``
+    bounds the queue (and the memory it holds).
     """
 
     def __init__(
@@ -215,6 +110,8 @@ class PredictionLog:
         max_pending_rows: int = 10_000,
         commit_interval: float = COMMIT_INTERVAL_SECONDS,
         commit_rows: int = COMMIT_ROWS,
+        *,
+        columns: Sequence[LogColumn],
     ) -> None:
         if max_rows < 1:
             raise ValueError("max_rows must be at least 1")
@@ -223,11 +120,12 @@ class PredictionLog:
         if commit_rows < 1:
             raise ValueError("commit_rows must be at least 1")
         self.path = Path(path)
+        self.table = LogTable(tuple(columns))
         self.max_rows = max_rows
         self.max_pending_rows = max_pending_rows
         self.commit_interval = commit_interval
         self.commit_rows = commit_rows
-        self._queue: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         #: Set to end the writer's wait for more rows early: a backlog, a flush, a close.
         self._wake = threading.Event()
@@ -372,7 +270,7 @@ class PredictionLog:
         if wait > 0 and self._pending < self.commit_rows and not (self._closed or self._flushing):
             self._wake.wait(wait)
 
-    def _take(self, first: _Item) -> tuple[list[_Item], bool]:
+    def _take(self, first: Item) -> tuple[list[Item], bool]:
         """``first`` and the items queued after it, up to ``commit_rows`` rows; whether close was asked."""
         group = [first]
         rows = len(first[0])
@@ -387,13 +285,13 @@ class PredictionLog:
             rows += len(item[0])
         return group, False
 
-    def _write(self, group: list[_Item]) -> None:
+    def _write(self, group: list[Item]) -> None:
         """One transaction for the whole group (insert, then trim); count every row as written or failed."""
         count = sum(len(item[0]) for item in group)
         written = 0
         try:
             try:
-                values = _values_of(group)
+                values = self.table.values_of(group)
             except Exception:  # whatever a caller handed over: convert request by request (see _each)
                 values = list(chain.from_iterable(self._each(group)))
             if time.monotonic() < self._retry_at:
@@ -401,7 +299,7 @@ class PredictionLog:
             connection = self._connect()
             try:
                 self._commit(connection, values)
-                written = len(values) // ROW_WIDTH
+                written = len(values) // self.table.row_width
             except _VALUE_ERRORS:  # a value SQLite refuses: only its own request's rows fail
                 if len(group) == 1:
                     raise
@@ -419,12 +317,12 @@ class PredictionLog:
                 self._written += written
                 self._failed += count - written
 
-    def _each(self, group: Iterable[_Item]) -> list[list[Any]]:
+    def _each(self, group: Iterable[Item]) -> list[list[Any]]:
         """The values of each request; a request whose objects cannot be read gets none (its rows fail)."""
         converted = []
         for item in group:
             try:
-                converted.append(_values_of((item,)))
+                converted.append(self.table.values_of((item,)))
             except Exception as exc:  # anything a caller handed over: it must not stop the writer thread
                 self._report_failure(exc)
                 converted.append([])
@@ -439,15 +337,15 @@ class PredictionLog:
             except _VALUE_ERRORS as exc:
                 self._report_failure(exc)
             else:
-                written += len(request_values) // ROW_WIDTH
+                written += len(request_values) // self.table.row_width
         return written
 
     def _commit(self, connection: sqlite3.Connection, values: list[Any]) -> None:
         if not values:
             return
         with connection:  # one transaction: insert, then trim the oldest rows
-            _insert(connection, values, self._rows_per_statement)
-            connection.execute(_TRIM, (self.max_rows,))
+            self.table.insert(connection, values, self._rows_per_statement)
+            connection.execute(self.table.trim, (self.max_rows,))
         with self._lock:
             self._transactions += 1
 
@@ -460,12 +358,11 @@ class PredictionLog:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.execute("PRAGMA synchronous = NORMAL")
                 with connection:
-                    for statement in _create_statements():
-                        connection.execute(statement)
+                    self.table.create(connection)
             except sqlite3.Error:
                 connection.close()
                 raise
-            limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // ROW_WIDTH
+            limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // self.table.row_width
             self._rows_per_statement = 1 << (min(ROWS_PER_STATEMENT, max(limit, 1)).bit_length() - 1)
             self._connection = connection
         return self._connection
@@ -479,54 +376,3 @@ class PredictionLog:
             logger.error(
                 "cannot write the prediction log %s (rows are dropped, predictions go on): %s", self.path, key
             )
-
-
-def read_window(
-    path: Path | str, last_n: int | None = None, since: datetime | str | None = None
-) -> pd.DataFrame:
-    """The logged passengers as a frame, oldest first: raw schema columns plus :data:`META_COLUMNS`.
-
-    ``last_n`` keeps only the newest rows; ``since`` keeps rows logged at or after that time (a datetime,
-    naive meaning UTC, or an ISO-8601 string). A missing file gives an empty frame with the same columns.
-    Integer columns of the schema come back as ``int64`` (``Int64`` when the API allows them to be missing),
-    numeric ones as ``float64``, text as ``object``, ``logged_at`` as UTC datetimes.
-    """
-    if last_n is not None and last_n < 0:
-        raise ValueError("last_n must be zero or positive")
-    path = Path(path)
-    frame: pd.DataFrame
-    if not path.is_file():
-        frame = pd.DataFrame({c: [] for c in WINDOW_COLUMNS})
-    else:
-        where = ""
-        params: list[Any] = []
-        if since is not None:
-            moment = datetime.fromisoformat(since) if isinstance(since, str) else since
-            where = "WHERE logged_at >= ?"
-            params.append(_timestamp(moment))
-        select = ", ".join(_quoted(c) for c in WINDOW_COLUMNS)
-        sql = f"SELECT id, {select} FROM {TABLE} {where} ORDER BY id DESC"
-        if last_n is not None:
-            sql += " LIMIT ?"
-            params.append(last_n)
-        connection = sqlite3.connect(
-            f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000
-        )
-        try:
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            rows = connection.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "no such table" not in str(exc):
-                raise
-            rows = []
-        finally:
-            connection.close()
-        rows.reverse()
-        frame = pd.DataFrame([r[1:] for r in rows], columns=list(WINDOW_COLUMNS))
-    for spec in COLUMNS:
-        frame[spec.name] = frame[spec.name].astype(_pandas_dtype(spec))
-    frame["logged_at"] = pd.to_datetime(frame["logged_at"], utc=True, format="ISO8601")
-    frame["model_version"] = frame["model_version"].astype("object")
-    frame["probability"] = frame["probability"].astype("float64")
-    frame["prediction"] = frame["prediction"].astype("int64")
-    return frame.reset_index(drop=True)

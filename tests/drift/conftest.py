@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from lifeboat.monitoring.drift_frames import analysis_frame
+from lifeboat.monitoring.drift_plan import DriftPlan, plan_of
 from lifeboat.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def titanic_plan() -> DriftPlan:
+    """What Titanic's drift report compares (data/titanic/dataset.yaml, default drift settings)."""
+    return plan_of(Settings())
 
 
 @pytest.fixture(scope="session")
@@ -18,9 +25,9 @@ def train_frame(raw_train_csv: Path) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
-def reference_analysis(train_frame: pd.DataFrame) -> pd.DataFrame:
+def reference_analysis(train_frame: pd.DataFrame, titanic_plan: DriftPlan) -> pd.DataFrame:
     """The training rows as the drift report analyses them."""
-    return analysis_frame(train_frame, "reference")
+    return analysis_frame(train_frame, "reference", titanic_plan)
 
 
 @pytest.fixture

@@ -39,3 +39,8 @@ SPEC_EXPECTATIONS: dict[str, tuple[set[str], dict[str, str]]] = {
     "missing=Age:0.3": ({"Age_missing"}, {}),
     "Age+15,Fare*3": ({"Age", "Fare"}, {}),
 }
+
+#: What Titanic's drift report compares (data/titanic/dataset.yaml): the tests pin it.
+TITANIC_NUMERICAL: tuple[str, ...] = ("Age", "Fare", "SibSp", "Parch")
+TITANIC_CATEGORICAL: tuple[str, ...] = ("Pclass", "Sex", "Embarked", "Title", "Age_missing", "Fare_missing")
+TITANIC_ANALYSED: tuple[str, ...] = (*TITANIC_NUMERICAL, *TITANIC_CATEGORICAL)

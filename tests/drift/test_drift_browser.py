@@ -18,9 +18,8 @@ from PIL import Image
 
 from lifeboat.data.simulate import DriftSpec, make_batch
 from lifeboat.monitoring.drift import drift_report
-from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS
 from lifeboat.settings import Settings
-from tests.drift.drift_cases import START_ID
+from tests.drift.drift_cases import START_ID, TITANIC_ANALYSED
 
 pytestmark = [pytest.mark.browser, pytest.mark.integration]
 
@@ -105,7 +104,7 @@ def test_report_renders_offline_with_every_column(report_page: Path, tmp_path: P
     dom = _chromium(tmp_path, "--dump-dom", report_page.as_uri()).stdout
     text = visible_text(dom)
     words = set(text)
-    missing = [c for c in ANALYSED_COLUMNS if c not in words]
+    missing = [c for c in TITANIC_ANALYSED if c not in words]
     assert not missing, f"columns not shown: {missing}"
     joined = " ".join(text)
     assert "Dataset Drift is detected" in joined

@@ -13,9 +13,10 @@ import pytest
 
 from lifeboat.data.simulate import DriftSpec, make_batch
 from lifeboat.monitoring.drift import score_columns
-from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS, analysis_frame
+from lifeboat.monitoring.drift_frames import analysis_frame
+from lifeboat.monitoring.drift_plan import plan_of
 from lifeboat.settings import Settings
-from tests.drift.drift_cases import BATCH_ROWS, SPEC_EXPECTATIONS, START_ID
+from tests.drift.drift_cases import BATCH_ROWS, SPEC_EXPECTATIONS, START_ID, TITANIC_ANALYSED
 
 pytestmark = pytest.mark.unit
 
@@ -39,9 +40,10 @@ def _flags(
 ) -> pd.DataFrame:
     """One row per seed: which columns were flagged, plus the dataset-level verdict."""
     records = []
+    plan = plan_of(settings)
     for seed in seeds:
         batch = make_batch(train, rows, spec, seed=seed, start_id=START_ID)
-        columns = score_columns(reference, analysis_frame(batch, "current"), settings)
+        columns = score_columns(reference, analysis_frame(batch, "current", plan), settings, plan)
         record: dict[str, bool] = {c: v.drifted for c, v in columns.items()}
         share = sum(record.values()) / len(record)
         record["dataset"] = share >= settings.drift_share_threshold
@@ -53,7 +55,7 @@ def test_false_positive_rate_on_batches_from_the_training_distribution(
     train_frame: pd.DataFrame, reference_analysis: pd.DataFrame, drift_settings: Settings
 ) -> None:
     flags = _flags(train_frame, reference_analysis, drift_settings, None, NULL_SEEDS)
-    per_column = flags[list(ANALYSED_COLUMNS)].mean()
+    per_column = flags[list(TITANIC_ANALYSED)].mean()
     dataset_fpr = flags["dataset"].mean()
     print(
         f"\nno-drift batches of {BATCH_ROWS} rows, {len(NULL_SEEDS)} seeds: "
@@ -79,7 +81,7 @@ def test_each_spec_is_detected_in_its_own_columns(
 ) -> None:
     required, explained = SPEC_EXPECTATIONS[text]
     flags = _flags(train_frame, reference_analysis, drift_settings, DriftSpec.parse(text), SPEC_SEEDS)
-    rates = flags[list(ANALYSED_COLUMNS)].mean()
+    rates = flags[list(TITANIC_ANALYSED)].mean()
     print(
         f"\n{text}: dataset drift in {flags['dataset'].mean():.0%} of {len(SPEC_SEEDS)} batches; flagged: "
         + ", ".join(f"{c} {r:.0%}" for c, r in rates.items() if r > 0)

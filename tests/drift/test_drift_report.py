@@ -18,11 +18,12 @@ from scipy.stats import wasserstein_distance
 from lifeboat.data.simulate import DriftSpec, make_batch, replay_rows
 from lifeboat.monitoring import drift
 from lifeboat.monitoring.drift import drift_report, log_to_mlflow, score_columns
-from lifeboat.monitoring.drift_frames import ANALYSED_COLUMNS, analysis_frame, current_from_requests
+from lifeboat.monitoring.drift_frames import analysis_frame, current_from_requests
 from lifeboat.monitoring.drift_index import read_index
 from lifeboat.monitoring.drift_models import DriftError, DriftSummary
+from lifeboat.monitoring.drift_plan import DriftPlan
 from lifeboat.settings import Settings
-from tests.drift.drift_cases import BATCH_ROWS, SPEC_EXPECTATIONS, START_ID
+from tests.drift.drift_cases import BATCH_ROWS, SPEC_EXPECTATIONS, START_ID, TITANIC_ANALYSED
 
 pytestmark = pytest.mark.integration
 
@@ -95,7 +96,7 @@ def reports_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_no_drift_batches_are_not_flagged(
-    train_frame: pd.DataFrame, drift_settings: Settings, reports_dir: Path
+    train_frame: pd.DataFrame, drift_settings: Settings, reports_dir: Path, titanic_plan: DriftPlan
 ) -> None:
     summaries = []
     for seed in REPORT_SEEDS:
@@ -111,12 +112,13 @@ def test_no_drift_batches_are_not_flagged(
         assert summary.status in ("drift", "no_drift")
         summaries.append(summary)
         # The fast scorer used for calibration gives exactly the report's scores.
-        quick = score_columns(analysis_frame(train_frame, "r"), analysis_frame(batch, "c"), drift_settings)
+        reference = analysis_frame(train_frame, "r", titanic_plan)
+        quick = score_columns(reference, analysis_frame(batch, "c", titanic_plan), drift_settings)
         for column, verdict in summary.columns.items():
             assert verdict.score == pytest.approx(quick[column].score, abs=1e-12)
             assert verdict.drifted == quick[column].drifted
     flagged = [s for s in summaries if s.dataset_drift]
-    per_column = {c: np.mean([s.columns[c].drifted for s in summaries]) for c in ANALYSED_COLUMNS}
+    per_column = {c: np.mean([s.columns[c].drifted for s in summaries]) for c in TITANIC_ANALYSED}
     print(
         f"\nfull report, {len(summaries)} no-drift batches of {BATCH_ROWS} rows: dataset-level FPR "
         f"{len(flagged) / len(summaries):.1%} ({[s.name for s in flagged]}); per column: "
@@ -141,7 +143,7 @@ def test_each_spec_is_flagged_in_the_report(
     assert required <= set(summary.drifted_columns)
     unexplained = set(summary.drifted_columns) - required - set(explained)
     assert not unexplained, f"{text} flagged {unexplained} for no known reason"
-    assert summary.share_drifted == len(summary.drifted_columns) / len(ANALYSED_COLUMNS)
+    assert summary.share_drifted == len(summary.drifted_columns) / len(TITANIC_ANALYSED)
 
 
 def test_current_comes_first(train_frame: pd.DataFrame, drift_settings: Settings, tmp_path: Path) -> None:
@@ -289,10 +291,11 @@ def test_log_to_mlflow_only_inside_an_active_run(
 def test_current_from_requests_reads_the_prediction_log(
     raw_test_csv: Path, train_frame: pd.DataFrame, drift_settings: Settings, tmp_path: Path
 ) -> None:
-    from lifeboat.monitoring.prediction_log import PredictionLog
+    from lifeboat.dataset.spec import spec_of
+    from lifeboat.monitoring.prediction_log import PredictionLog, log_columns
 
     log_path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(log_path, max_rows=10_000)
+    log = PredictionLog(log_path, max_rows=10_000, columns=log_columns(spec_of(drift_settings)))
     log.start()
     old = replay_rows(raw_test_csv, 100, None, seed=1)
     new = replay_rows(raw_test_csv, 400, DriftSpec.parse("Sex=male:0.8"), seed=2, start_id=20_000)

@@ -14,15 +14,13 @@ from lifeboat.data.simulate import make_batch, write_batch
 from lifeboat.dataset.features import derive_titles
 from lifeboat.monitoring.drift import should_retrain
 from lifeboat.monitoring.drift_frames import (
-    ANALYSED_COLUMNS,
-    CATEGORICAL_COLUMNS,
-    NUMERICAL_COLUMNS,
     analysis_frame,
     current_from_batches,
     sample_rows,
 )
 from lifeboat.monitoring.drift_models import ColumnDrift, DriftError, DriftSummary, Status
-from tests.drift.drift_cases import START_ID
+from lifeboat.monitoring.drift_plan import DriftPlan
+from tests.drift.drift_cases import START_ID, TITANIC_ANALYSED, TITANIC_CATEGORICAL, TITANIC_NUMERICAL
 
 pytestmark = pytest.mark.unit
 
@@ -33,13 +31,13 @@ def _summary(
     drifted = ["Age"] if drifted is None else drifted
     columns = {
         c: ColumnDrift(
-            "numerical" if c in NUMERICAL_COLUMNS else "categorical",
+            "numerical" if c in TITANIC_NUMERICAL else "categorical",
             "wasserstein",
             0.5 if c in drifted else 0.01,
             0.2,
             c in drifted,
         )
-        for c in ANALYSED_COLUMNS
+        for c in TITANIC_ANALYSED
     }
     return DriftSummary(
         name="batch-1",
@@ -61,9 +59,20 @@ def _summary(
     )
 
 
-def test_analysis_frame_keeps_only_the_analysed_columns(train_frame: pd.DataFrame) -> None:
-    frame = analysis_frame(train_frame, "reference")
-    assert list(frame.columns) == ["PassengerId", *ANALYSED_COLUMNS]
+def test_titanic_plan_is_the_calibrated_one(titanic_plan: DriftPlan) -> None:
+    assert titanic_plan.numerical == TITANIC_NUMERICAL
+    assert titanic_plan.categorical == TITANIC_CATEGORICAL
+    assert dict(titanic_plan.indicators) == {"Age": "Age_missing", "Fare": "Fare_missing"}
+    assert titanic_plan.derived == ("Title",)
+    assert {titanic_plan.method(c) for c in TITANIC_NUMERICAL} == {"wasserstein"}
+    assert {titanic_plan.method(c) for c in TITANIC_CATEGORICAL} == {"jensenshannon"}
+
+
+def test_analysis_frame_keeps_only_the_analysed_columns(
+    train_frame: pd.DataFrame, titanic_plan: DriftPlan
+) -> None:
+    frame = analysis_frame(train_frame, "reference", titanic_plan)
+    assert list(frame.columns) == ["PassengerId", *TITANIC_ANALYSED]
     for text_column in ("Name", "Ticket", "Cabin", "Survived"):
         assert text_column not in frame.columns
     assert frame["Title"].tolist() == derive_titles(train_frame)
@@ -71,15 +80,17 @@ def test_analysis_frame_keeps_only_the_analysed_columns(train_frame: pd.DataFram
     assert (frame["Age_missing"] == "missing").sum() == train_frame["Age"].isna().sum() == 177
     assert (frame["Fare_missing"] == "present").all()
     assert frame["Embarked"].isna().sum() == 2
-    for column in NUMERICAL_COLUMNS:
+    for column in TITANIC_NUMERICAL:
         assert frame[column].dtype == np.float64
-    for column in CATEGORICAL_COLUMNS:
+    for column in TITANIC_CATEGORICAL:
         assert isinstance(frame[column].dtype, pd.CategoricalDtype)
 
 
-def test_analysis_frame_takes_strings_and_absent_optional_columns(train_frame: pd.DataFrame) -> None:
+def test_analysis_frame_takes_strings_and_absent_optional_columns(
+    train_frame: pd.DataFrame, titanic_plan: DriftPlan
+) -> None:
     as_text = train_frame.astype(str).replace("nan", "").drop(columns=["Name", "Embarked"])
-    frame = analysis_frame(as_text, "current")
+    frame = analysis_frame(as_text, "current", titanic_plan)
     assert frame["Age"].isna().sum() == 177
     assert frame["Pclass"].astype(str).tolist() == train_frame["Pclass"].astype(str).tolist()
     assert frame["Embarked"].isna().all()
@@ -87,13 +98,13 @@ def test_analysis_frame_takes_strings_and_absent_optional_columns(train_frame: p
     assert set(frame["Title"]) <= {"Mr", "Mrs", "Miss", "Master"}
 
 
-def test_analysis_frame_errors_name_the_column(train_frame: pd.DataFrame) -> None:
+def test_analysis_frame_errors_name_the_column(train_frame: pd.DataFrame, titanic_plan: DriftPlan) -> None:
     with pytest.raises(DriftError, match=r"current data lacks required column.*Sex"):
-        analysis_frame(train_frame.drop(columns="Sex"), "current")
+        analysis_frame(train_frame.drop(columns="Sex"), "current", titanic_plan)
     bad = train_frame.astype({"Fare": object})
     bad.loc[3, "Fare"] = "cheap"
     with pytest.raises(DriftError, match="'Fare' must be numeric"):
-        analysis_frame(bad, "current")
+        analysis_frame(bad, "current", titanic_plan)
 
 
 def test_sampling_is_deterministic_and_bounded(train_frame: pd.DataFrame) -> None:

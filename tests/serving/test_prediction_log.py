@@ -17,9 +17,25 @@ import pandas as pd
 import pytest
 
 from lifeboat.dataset.schema import COLUMN_NAMES
-from lifeboat.monitoring.prediction_log import META_COLUMNS, PredictionLog, read_window
+from lifeboat.dataset.spec import load_spec
+from lifeboat.monitoring.prediction_log import (
+    META_COLUMNS,
+    LogColumn,
+    PredictionLog,
+    log_columns,
+    read_window,
+)
 
 pytestmark = pytest.mark.unit
+
+TITANIC_SPEC = Path(__file__).resolve().parents[2] / "data" / "titanic" / "dataset.yaml"
+#: Titanic's raw columns, as the server logs them.
+TITANIC: tuple[LogColumn, ...] = log_columns(load_spec(TITANIC_SPEC))
+
+
+def new_log(path: Path | str, **options: Any) -> PredictionLog:
+    """A prediction log of Titanic records."""
+    return PredictionLog(path, columns=TITANIC, **options)
 
 
 def passenger(i: int, **changes: Any) -> dict[str, Any]:
@@ -47,14 +63,14 @@ def write(log: PredictionLog, ids: range, version: str = "1", at: datetime | Non
 
 def test_window_holds_raw_columns_and_predictions_in_order(tmp_path: Path) -> None:
     path = tmp_path / "log" / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=1000)
+    log = new_log(path, max_rows=1000)
     log.start()
     rows = [passenger(1, Age=None, Embarked=None), passenger(2, Name="Roe, Mrs. Jane", Sex="female")]
     log.append(rows, [0.1, 0.9], [0, 1], "7")
     assert log.flush()
     log.close()
 
-    window = read_window(path)
+    window = read_window(path, columns=TITANIC)
     assert list(window.columns) == [*COLUMN_NAMES, *META_COLUMNS]
     assert window["PassengerId"].tolist() == [1, 2]
     assert window["Sex"].tolist() == ["male", "female"]
@@ -73,7 +89,7 @@ def test_window_holds_raw_columns_and_predictions_in_order(tmp_path: Path) -> No
 
 def test_window_last_n_and_since(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=1000)
+    log = new_log(path, max_rows=1000)
     log.start()
     start = datetime(2026, 1, 1, tzinfo=UTC)
     for day in range(5):
@@ -93,14 +109,51 @@ def test_window_last_n_and_since(tmp_path: Path) -> None:
 
 
 def test_missing_file_reads_as_an_empty_window(tmp_path: Path) -> None:
-    window = read_window(tmp_path / "nothing-here.sqlite")
+    window = read_window(tmp_path / "nothing-here.sqlite", columns=TITANIC)
     assert window.empty
     assert list(window.columns) == [*COLUMN_NAMES, *META_COLUMNS]
+    # Without the dataset's columns only the metadata is known.
+    assert list(read_window(tmp_path / "nothing-here.sqlite").columns) == list(META_COLUMNS)
+
+
+def test_untyped_window_takes_the_table_columns(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    log = new_log(path, max_rows=1000)
+    log.start()
+    write(log, range(1, 4))
+    assert log.flush()
+    log.close()
+    window = read_window(path)
+    assert list(window.columns) == [*COLUMN_NAMES, *META_COLUMNS]
+    assert window["Pclass"].dtype == "Int64"  # NULL is possible as far as the table knows
+    assert window["Fare"].dtype == "float64"
+    assert window["Sex"].tolist() == ["male"] * 3
+
+
+def test_a_spec_that_gains_a_column_keeps_the_old_rows(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    old = PredictionLog(path, max_rows=1000, columns=TITANIC[:5])
+    old.start()
+    write(old, range(1, 3))
+    assert old.flush()
+    old.close()
+    assert list(read_window(path).columns) == [*COLUMN_NAMES[:5], *META_COLUMNS]
+
+    new = new_log(path, max_rows=1000)
+    new.start()
+    write(new, range(3, 5))
+    assert new.flush()
+    new.close()
+    assert new.stats().written == 2
+    window = read_window(path, columns=TITANIC)
+    assert window["PassengerId"].tolist() == [1, 2, 3, 4]
+    assert window["Fare"].isna().tolist() == [True, True, False, False]  # added after the first rows
+    assert window["Sex"].tolist() == ["male"] * 4
 
 
 def test_log_keeps_at_most_max_rows_trimming_the_oldest(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=100)
+    log = new_log(path, max_rows=100)
     log.start()
     for start in range(0, 350, 50):
         write(log, range(start, start + 50))
@@ -113,7 +166,7 @@ def test_log_keeps_at_most_max_rows_trimming_the_oldest(tmp_path: Path) -> None:
 
 
 def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path / "predictions.sqlite", max_rows=1000, max_pending_rows=10)
+    log = new_log(tmp_path / "predictions.sqlite", max_rows=1000, max_pending_rows=10)
     # The writer thread is not started: nothing drains the queue.
     write(log, range(8))
     started = time.perf_counter()
@@ -127,7 +180,7 @@ def test_full_queue_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None
 def test_a_path_that_cannot_be_created_fails_rows_not_callers(tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    log = PredictionLog(blocker / "sub" / "predictions.sqlite", max_rows=1000)
+    log = new_log(blocker / "sub" / "predictions.sqlite", max_rows=1000)
     log.start()
     write(log, range(3))
     assert log.flush()
@@ -138,7 +191,7 @@ def test_a_path_that_cannot_be_created_fails_rows_not_callers(tmp_path: Path) ->
 
 def test_a_locked_database_never_blocks_the_caller(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=1000)
+    log = new_log(path, max_rows=1000)
     log.start()
     write(log, range(2))
     assert log.flush()
@@ -159,8 +212,10 @@ def test_a_locked_database_never_blocks_the_caller(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
-from lifeboat.monitoring.prediction_log import PredictionLog
-log = PredictionLog(sys.argv[1], max_rows=100000)
+from lifeboat.dataset.spec import load_spec
+from lifeboat.monitoring.prediction_log import PredictionLog, log_columns
+columns = log_columns(load_spec(sys.argv[3]))
+log = PredictionLog(sys.argv[1], max_rows=100000, columns=columns)
 log.start()
 for start in range(0, 2000, 20):
     rows = [{"PassengerId": int(sys.argv[2]) + i, "Pclass": 3, "Sex": "male", "SibSp": 0, "Parch": 0}
@@ -177,7 +232,9 @@ def test_several_processes_write_one_file(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
     writers = [
         subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(path), str(base)], stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", _WRITER, str(path), str(base), str(TITANIC_SPEC)],
+            stdout=subprocess.PIPE,
+            text=True,
         )
         for base in (100_000, 200_000)
     ]
@@ -204,7 +261,7 @@ def wait_until(condition: Any, timeout: float = 10.0) -> bool:
 
 def test_many_appends_share_one_transaction_in_order(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=10_000)
+    log = new_log(path, max_rows=10_000)
     sizes = [1 + i % 7 for i in range(300)]  # single rows and small batches, as the server queues them
     next_id = 1
     for size in sizes:
@@ -223,7 +280,7 @@ def test_many_appends_share_one_transaction_in_order(tmp_path: Path) -> None:
 
 def test_the_writer_commits_at_most_once_per_interval_and_close_flushes(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=10_000, commit_interval=30.0)
+    log = new_log(path, max_rows=10_000, commit_interval=30.0)
     log.start()
     write(log, range(1))  # an idle log writes at once
     assert wait_until(lambda: log.stats().written == 1)
@@ -242,9 +299,7 @@ def test_the_writer_commits_at_most_once_per_interval_and_close_flushes(tmp_path
 
 
 def test_a_backlog_of_commit_rows_is_written_before_the_interval(tmp_path: Path) -> None:
-    log = PredictionLog(
-        tmp_path / "predictions.sqlite", max_rows=10_000, commit_interval=30.0, commit_rows=50
-    )
+    log = new_log(tmp_path / "predictions.sqlite", max_rows=10_000, commit_interval=30.0, commit_rows=50)
     log.start()
     write(log, range(1))
     assert wait_until(lambda: log.stats().written == 1)
@@ -256,7 +311,7 @@ def test_a_backlog_of_commit_rows_is_written_before_the_interval(tmp_path: Path)
 
 
 def test_flush_does_not_wait_for_the_interval(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path / "predictions.sqlite", max_rows=10_000, commit_interval=30.0)
+    log = new_log(tmp_path / "predictions.sqlite", max_rows=10_000, commit_interval=30.0)
     log.start()
     write(log, range(1))
     assert wait_until(lambda: log.stats().written == 1)
@@ -270,7 +325,7 @@ def test_flush_does_not_wait_for_the_interval(tmp_path: Path) -> None:
 
 def test_a_full_queue_drops_and_counts_while_the_writer_waits(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=1000, max_pending_rows=20, commit_interval=30.0, commit_rows=1000)
+    log = new_log(path, max_rows=1000, max_pending_rows=20, commit_interval=30.0, commit_rows=1000)
     log.start()
     write(log, range(1))
     assert wait_until(lambda: log.stats().written == 1)
@@ -290,7 +345,7 @@ def test_a_full_queue_drops_and_counts_while_the_writer_waits(tmp_path: Path) ->
 
 def test_close_writes_rows_queued_before_the_writer_ever_started(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=1000)
+    log = new_log(path, max_rows=1000)
     write(log, range(5))
     log.close()
     assert log.stats().written == 5
@@ -298,7 +353,7 @@ def test_close_writes_rows_queued_before_the_writer_ever_started(tmp_path: Path)
 
 
 def test_appends_after_close_are_dropped_and_counted(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path / "predictions.sqlite", max_rows=1000)
+    log = new_log(tmp_path / "predictions.sqlite", max_rows=1000)
     log.start()
     write(log, range(2))
     log.close()
@@ -308,7 +363,7 @@ def test_appends_after_close_are_dropped_and_counted(tmp_path: Path) -> None:
 
 
 def test_mismatched_lengths_are_a_caller_error(tmp_path: Path) -> None:
-    log = PredictionLog(tmp_path / "predictions.sqlite", max_rows=1000)
+    log = new_log(tmp_path / "predictions.sqlite", max_rows=1000)
     with pytest.raises(ValueError, match="2 passenger"):
         log.append([passenger(1), passenger(2)], [0.5], [1, 0], "1")
     assert log.stats().pending == 0
@@ -316,7 +371,7 @@ def test_mismatched_lengths_are_a_caller_error(tmp_path: Path) -> None:
 
 def test_numpy_nan_and_pandas_na_are_stored_as_plain_values(tmp_path: Path) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=1000)
+    log = new_log(path, max_rows=1000)
     odd = passenger(
         1,
         PassengerId=np.int64(1),
@@ -353,7 +408,7 @@ def test_a_request_that_cannot_be_stored_fails_alone(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     path = tmp_path / "predictions.sqlite"
-    log = PredictionLog(path, max_rows=1000)
+    log = new_log(path, max_rows=1000)
     write(log, range(1, 3))
     log.append([passenger(3, Fare=Decimal("7.25"))], [0.5], [1], "1")  # SQLite has no Decimal
     log.append([passenger(4, PassengerId=2**70)], [0.5], [1], "1")  # beyond SQLite's 64-bit integers

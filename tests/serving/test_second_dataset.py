@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from lifeboat.dataset.spec import load_spec
+from lifeboat.monitoring.prediction_log import log_columns, read_window
 from lifeboat.settings import Settings
 from tests.serving.serving_support import CHAMPION, REPO_ROOT, StoreRef, copy_store, serving_settings
 from tests.support.models import mlflow_store, register_sklearn_version
@@ -152,3 +153,29 @@ def test_predictions_are_counted_and_logged_per_dataset(client: Any, example: di
     assert served.prediction_log.flush()
     assert served.prediction_log.stats().written >= 1
     assert Path(served.settings.prediction_log_path).parent.name == "adult"
+    window = read_window(served.settings.prediction_log_path, columns=log_columns(load_spec(ADULT_SPEC)))
+    logged = window.iloc[-1]
+    assert {c: logged[c] for c in example} == example
+    assert "PassengerId" not in window.columns
+    assert logged["model_version"] == "1"
+
+
+def test_adult_requests_feed_its_drift_report(client: Any, tmp_path: Path) -> None:
+    from lifeboat.monitoring.checks import run_drift
+
+    served = client.app.state.serving.datasets["adult"]
+    rows = pd.read_csv(REPO_ROOT / "data" / "adult" / "raw" / "train.csv", skiprows=range(1, 8001), nrows=400)
+    records = [
+        {k: (None if pd.isna(v) else v) for k, v in r.items() if k != "income_over_50k"}
+        for r in rows.to_dict("records")
+    ]
+    response = client.post("/v1/datasets/adult/predict/batch", json={"records": records})
+    assert response.status_code == 200, response.text
+    assert served.prediction_log.flush()
+    settings = served.settings.model_copy(update={"reports_dir": tmp_path})
+    summary = run_drift(settings, source="requests", name="adult-requests")
+    assert summary.current_rows >= 400
+    assert summary.status == "no_drift", summary.message
+    assert list(summary.columns)[:2] == ["age", "education_num"]
+    assert "sex" in summary.columns
+    assert (tmp_path / "adult-requests.html").is_file()
