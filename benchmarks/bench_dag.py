@@ -94,12 +94,16 @@ def parse_by_dataset_count(rounds: int, counts: tuple[int, ...] = (1, 3)) -> dic
     return results
 
 
-def _watch_served(url: str, before: str | None, seen: dict[str, Any], stop: threading.Event) -> None:
+def _watch_served(
+    url: str, dataset: str, before: str | None, seen: dict[str, Any], stop: threading.Event
+) -> None:
+    """Poll the Open Inference Protocol metadata of ``dataset`` until it serves a version other than
+    ``before``."""
     while not stop.is_set():
         try:
-            response = httpx.get(f"{url}/model", timeout=5)
+            response = httpx.get(f"{url}/v2/models/{dataset}", timeout=5)
             if response.status_code == 200:
-                version = str(response.json()["model_version"])
+                version = str(response.json()["versions"][0])
                 if version != before:
                     seen["version"] = version
                     seen["at"] = time.monotonic()
@@ -109,16 +113,17 @@ def _watch_served(url: str, before: str | None, seen: dict[str, Any], stop: thre
         stop.wait(0.5)
 
 
-def run(families: list[str] | None, timeout: float) -> dict[str, Any]:
-    """Start the stack, run the DAG once, stop the stack; return the measurements."""
+def run(families: list[str] | None, timeout: float, dataset: str = "titanic") -> dict[str, Any]:
+    """Start the stack, run ``<dataset>_retrain`` once, stop the stack; return the measurements."""
+    dag_id = f"{dataset}_retrain"
     with tempfile.TemporaryDirectory(prefix="lifeboat-bench-dag-") as tmp:
         root = Path(tmp)
         (root / "incoming").mkdir()
         settings = Settings(
+            dataset=dataset,
+            data_root=REPO_ROOT / "data",
             state_dir=root / "state",
             incoming_dir=root / "incoming",
-            raw_data=REPO_ROOT / "data" / "titanic" / "raw" / "train.csv",
-            unlabelled_data=REPO_ROOT / "data" / "titanic" / "raw" / "test.csv",
             airflow_port=free_port(),
             mlflow_port=free_port(),
             serving_port=free_port(),
@@ -130,22 +135,26 @@ def run(families: list[str] | None, timeout: float) -> dict[str, Any]:
             stack_seconds = time.monotonic() - started
             urls = stack.urls(settings)
             with stack.airflow_client(settings) as client:
-                client.wait_for_dag(stack.RETRAIN_DAG)
-                client.set_paused(stack.RETRAIN_DAG, False)
+                client.wait_for_dag(dag_id)
+                client.set_paused(dag_id, False)
                 seen: dict[str, Any] = {}
                 stop = threading.Event()
-                watcher = threading.Thread(target=_watch_served, args=(urls["serving"], None, seen, stop))
+                watcher = threading.Thread(
+                    target=_watch_served, args=(urls["serving"], dataset, None, seen, stop)
+                )
                 watcher.start()
                 triggered = time.monotonic()
-                run_id = client.trigger(stack.RETRAIN_DAG, note="benchmarks/bench_dag.py")
-                result = client.wait_for_run(stack.RETRAIN_DAG, run_id, timeout=timeout)
+                run_id = client.trigger(dag_id, note="benchmarks/bench_dag.py")
+                result = client.wait_for_run(dag_id, run_id, timeout=timeout)
                 finished = time.monotonic()
                 watcher.join(timeout=30)
                 stop.set()
-                tasks = client.task_states(stack.RETRAIN_DAG, run_id)
+                tasks = client.task_states(dag_id, run_id)
         finally:
             stack.down(settings, say=lambda line: print(line, file=sys.stderr))
     return {
+        "dataset": dataset,
+        "dag_id": dag_id,
         "run_id": run_id,
         "state": result.get("state"),
         "stack_start_seconds": round(stack_seconds, 1),
@@ -163,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--families", default=None, help="comma-separated model families (default: settings)")
+    parser.add_argument("--dataset", default="titanic", help="the dataset whose DAG runs (default: titanic)")
     parser.add_argument("--parse-rounds", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
@@ -184,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parse = parse_seconds(args.parse_rounds)
     families = args.families.split(",") if args.families else None
-    measured = run(families, args.timeout)
+    measured = run(families, args.timeout, args.dataset)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "families": families or Settings().model_families,
@@ -199,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.write_text(json.dumps(report, indent=2))
 
     families_text = ", ".join(report["families"])
-    print(f"\n### One `titanic_retrain` run ({families_text}; run state: {report['state']})\n")
+    print(f"\n### One `{report['dag_id']}` run ({families_text}; run state: {report['state']})\n")
     print("| task | state | seconds |\n|---|---|---|")
     for task in report["tasks"]:
         seconds = task["seconds"] if task["seconds"] is not None else "-"

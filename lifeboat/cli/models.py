@@ -7,10 +7,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from lifeboat.cli import EXIT_FAILURE, EXIT_OK, arg, command
 from lifeboat.settings import get_settings
+
+if TYPE_CHECKING:
+    from lifeboat.orchestration.results import GateRecord
 
 
 def _latest_run_id() -> str:
@@ -22,16 +25,12 @@ def _latest_run_id() -> str:
     return candidates[-1]
 
 
-def _print_gate(result: dict[str, Any]) -> None:
+def _print_gate(result: GateRecord) -> None:
     verdict = (
-        "PROMOTED"
-        if result["promoted"]
-        else "passed (dry run, not promoted)"
-        if result["passed"]
-        else "REJECTED"
+        "PROMOTED" if result.promoted else "passed (dry run, not promoted)" if result.passed else "REJECTED"
     )
-    print(f"gate: {result['model_name']} version {result['version']} {verdict}")
-    for reason in result["reasons"]:
+    print(f"gate: {result.model_name} version {result.version} {verdict}")
+    for reason in result.reasons:
         print(f"  - {reason}")
 
 
@@ -68,8 +67,8 @@ def _train(args: argparse.Namespace) -> int:
         pipeline.preprocess(settings, run_id)
     families = args.families.split(",") if args.families else None
     summary = pipeline.train(settings, run_id, families)
-    holdout = summary.get("holdout", {})
-    family, name, version = summary.get("family"), summary["model_name"], summary["version"]
+    holdout = summary.holdout
+    family, name, version = summary.family, summary.model_name, summary.version
     print(f"run {run_id}: trained {family} -> {name} version {version}")
     print("  " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(holdout.items())))
     _print_gate(pipeline.gate_and_promote(settings, run_id, dry_run=args.dry_run))

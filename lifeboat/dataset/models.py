@@ -288,7 +288,6 @@ class DatasetSpec(Strict):
         raw = [c.name for c in self.columns if c.role == "feature" and c.type != "text"]
         return raw + [s.name for s in self.derived if isinstance(s, RegexExtract)]
 
-
     def canonical_json(self) -> str:
         """The spec as canonical JSON: sorted keys, no whitespace, defaults filled in."""
         data = self.model_dump(mode="json", by_alias=True)

@@ -19,9 +19,12 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
+from pydantic import ValidationError
+
+from lifeboat.orchestration.results import GateRecord
 from lifeboat.settings import Settings
+from lifeboat.training.summary import SUMMARY_NAME, TrainSummary, TrainSummaryError, read_train_summary
 
 logger = logging.getLogger(__name__)
 
@@ -181,13 +184,29 @@ def preprocess(settings: Settings, run_id: str) -> Path:
     return output
 
 
-def train(settings: Settings, run_id: str, families: list[str] | None = None) -> dict[str, Any]:
+def train(settings: Settings, run_id: str, families: list[str] | None = None) -> TrainSummary:
     """Run jobs/train.py on the run's preprocess output; return the training summary."""
     base = run_dir(settings, run_id)
     output = base / "train"
     spark_submit("train.py", train_args(settings, base / "preprocess", output, families), settings)
-    summary: dict[str, Any] = json.loads((output / "train_summary.json").read_text())
-    return summary
+    return _train_summary(output / SUMMARY_NAME)
+
+
+def _train_summary(path: Path) -> TrainSummary:
+    try:
+        return read_train_summary(path)
+    except TrainSummaryError as exc:
+        raise PipelineError(str(exc)) from exc
+
+
+def read_gate(path: Path) -> GateRecord:
+    """The gate decision recorded in ``path`` (:class:`PipelineError` naming the file when it is not one)."""
+    try:
+        return GateRecord.model_validate_json(path.read_text())
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise PipelineError(f"{path} is not a gate decision: {where}: {first['msg']}") from exc
 
 
 def gate_path(settings: Settings, run_id: str) -> Path:
@@ -195,7 +214,7 @@ def gate_path(settings: Settings, run_id: str) -> Path:
     return run_dir(settings, run_id) / "gate.json"
 
 
-def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> dict[str, Any]:
+def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> GateRecord:
     """Score the run's challenger and the champion on the run's holdout and record the decision.
 
     Never moves an alias. Writes ``gate.json`` in the run folder (``promoted`` false) and returns its content;
@@ -208,30 +227,31 @@ def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> dict
 
     registry.configure_mlflow(settings)
     base = run_dir(settings, run_id)
-    summary_path = base / "train" / "train_summary.json"
+    summary_path = base / "train" / SUMMARY_NAME
     if not summary_path.is_file():
         raise PipelineError(f"run {run_id} has no training summary ({summary_path}): did the train step run?")
-    summary = json.loads(summary_path.read_text())
-    version = str(summary["version"])
+    summary = _train_summary(summary_path)
+    if summary.version is None:
+        raise PipelineError(f"run {run_id} registered no model version ({summary_path}): nothing to gate")
+    version = summary.version
     holdout = pd.read_parquet(base / "preprocess" / "holdout_raw")
     decision = promotion.evaluate_gate(settings.model_name, version, holdout, settings)
-    result = {
-        "run_id": run_id,
-        "model_name": settings.model_name,
-        "version": version,
-        "passed": decision.passed,
-        "promoted": False,
-        "dry_run": dry_run,
-        "champion_version": decision.champion_version,
-        "reasons": list(decision.reasons),
-        "tags": decision.to_tags(),
-    }
+    result = GateRecord(
+        run_id=run_id,
+        model_name=settings.model_name,
+        version=version,
+        passed=decision.passed,
+        dry_run=dry_run,
+        champion_version=decision.champion_version,
+        reasons=list(decision.reasons),
+        tags=decision.to_tags(),
+    )
     _write_json(gate_path(settings, run_id), result)
     logger.info("gate for %s version %s: %s", settings.model_name, version, decision.summary())
     return result
 
 
-def promote_run(settings: Settings, run_id: str) -> dict[str, Any]:
+def promote_run(settings: Settings, run_id: str) -> GateRecord:
     """Promote the run's challenger on the strength of its recorded gate decision (``gate.json``).
 
     Refuses (:class:`PipelineError`) a rejected or dry-run decision; raises the registry's
@@ -244,37 +264,33 @@ def promote_run(settings: Settings, run_id: str) -> dict[str, Any]:
     path = gate_path(settings, run_id)
     if not path.is_file():
         raise PipelineError(f"run {run_id} has no gate decision ({path}): run the gate first")
-    result: dict[str, Any] = json.loads(path.read_text())
-    if result.get("dry_run"):
+    result = read_gate(path)
+    if result.dry_run:
         raise PipelineError(f"run {run_id} is a dry run: its challenger is never promoted")
-    if not result.get("passed"):
+    if not result.passed:
         raise PipelineError(
-            f"run {run_id}: version {result.get('version')} was rejected by the gate: "
-            + "; ".join(result.get("reasons") or [])
+            f"run {run_id}: version {result.version} was rejected by the gate: " + "; ".join(result.reasons)
         )
     registry.configure_mlflow(settings)
-    demoted = promotion.promote_recorded(
-        result["model_name"], str(result["version"]), result.get("champion_version")
-    )
-    result["promoted"] = True
-    result["demoted_version"] = demoted
+    demoted = promotion.promote_recorded(result.model_name, result.version, result.champion_version)
+    result = result.model_copy(update={"promoted": True, "demoted_version": demoted})
     _write_json(path, result)
     return result
 
 
-def gate_and_promote(settings: Settings, run_id: str, dry_run: bool = False) -> dict[str, Any]:
+def gate_and_promote(settings: Settings, run_id: str, dry_run: bool = False) -> GateRecord:
     """Evaluate the gate (:func:`evaluate_run`) and promote when it passed and this is not a dry run.
 
     Writes ``gate.json`` in the run folder and returns its content.
     """
     result = evaluate_run(settings, run_id, dry_run=dry_run)
-    if result["passed"] and not dry_run:
+    if result.passed and not dry_run:
         result = promote_run(settings, run_id)
     return result
 
 
-def _write_json(path: Path, content: dict[str, Any]) -> None:
+def _write_json(path: Path, content: GateRecord) -> None:
     """Write ``content`` to ``path`` atomically (a reader never sees half a file)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(content, indent=2, sort_keys=True))
+    tmp.write_text(json.dumps(content.model_dump(mode="json"), indent=2, sort_keys=True))
     os.replace(tmp, path)

@@ -86,6 +86,25 @@ class SparkPlan(StepResult):
     train_args: list[str]
 
 
+class GateRecord(StepResult):
+    """``gate.json`` in the run folder: the gate's decision on the run's challenger and what was done with it.
+
+    Written by :func:`lifeboat.orchestration.pipeline.evaluate_run` (``promoted`` false) and updated by
+    ``promote_run`` (``promoted`` true, ``demoted_version``).
+    """
+
+    run_id: str
+    model_name: str
+    version: str
+    passed: bool
+    promoted: bool = False
+    dry_run: bool = False
+    champion_version: str | None
+    reasons: list[str]
+    tags: dict[str, str] = {}
+    demoted_version: str | None = None
+
+
 class GateStep(StepResult):
     """``evaluate_gate`` and ``promote``: the gate's decision on the challenger and what was done with it."""
 

@@ -21,6 +21,7 @@ from typing import Any
 from lifeboat.orchestration import pipeline
 from lifeboat.orchestration.results import (
     DriftStep,
+    GateRecord,
     GateStep,
     PulledData,
     Reloaded,
@@ -292,8 +293,8 @@ def promote(settings: Settings, run_id: str) -> GateStep:
     return _gate_summary(pipeline.promote_run(settings, folder_name(run_id)))
 
 
-def _gate_summary(result: Mapping[str, Any]) -> GateStep:
-    return GateStep.model_validate({k: result.get(k) for k in GateStep.model_fields})
+def _gate_summary(result: GateRecord) -> GateStep:
+    return GateStep.model_validate(result.model_dump(include=set(GateStep.model_fields)))
 
 
 # --- reload_serving -----------------------------------------------------------------------------------

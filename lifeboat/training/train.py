@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -69,6 +69,7 @@ from lifeboat.training.selection import (
     score,
     stratified_sample,
 )
+from lifeboat.training.summary import SUMMARY_NAME, TrainResult
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -77,7 +78,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SPARK_MODEL_PATH = "spark_model"
-SUMMARY_NAME = "train_summary.json"
 #: Run artifacts other jobs read (the drift report uses the reference sample).
 SPEC_ARTIFACT = "data/encoder.json"
 #: Tag of every run and registered version: the fingerprint of the dataset spec it was trained with.
@@ -121,53 +121,6 @@ class TrainConfig:
                 f"cv_sample_rows must be 0 (no sampling) or at least {MIN_CV_SAMPLE_ROWS}, "
                 f"got {self.cv_sample_rows}"
             )
-
-
-@dataclass
-class TrainResult:
-    """What :func:`run_training` did; ``as_dict`` is ``train_summary.json``."""
-
-    run_id: str
-    model_name: str
-    version: str | None
-    family: str
-    params: dict[str, Any]
-    cv: dict[str, float]
-    cv_by_family: dict[str, dict[str, Any]]
-    holdout: dict[str, float]
-    parity_max_abs_diff: float
-    parity_tolerance: float
-    spark_model_uri: str
-    serving_model_uri: str
-    data_fingerprint: str
-    preprocess_dir: str
-    durations: dict[str, float]
-    cv_sample: dict[str, Any] = field(default_factory=dict)
-    dataset: str = ""
-    dataset_spec_fingerprint: str = ""
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-serialisable form."""
-        return {
-            "run_id": self.run_id,
-            "dataset": self.dataset,
-            "dataset_spec_fingerprint": self.dataset_spec_fingerprint,
-            "model_name": self.model_name,
-            "version": self.version,
-            "registered": self.version is not None,
-            "family": self.family,
-            "params": self.params,
-            "cv": self.cv,
-            "cv_by_family": self.cv_by_family,
-            "cv_sample": self.cv_sample,
-            "holdout": self.holdout,
-            "parity": {"max_abs_diff": self.parity_max_abs_diff, "tolerance": self.parity_tolerance},
-            "spark_model_uri": self.spark_model_uri,
-            "serving_model_uri": self.serving_model_uri,
-            "data_fingerprint": self.data_fingerprint,
-            "preprocess_dir": self.preprocess_dir,
-            "durations_seconds": self.durations,
-        }
 
 
 @contextmanager

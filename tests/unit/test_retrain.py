@@ -190,7 +190,15 @@ def test_plan_spark_jobs(tmp_path: Path) -> None:
 def write_gate(settings: Settings, run: str, **fields: Any) -> Path:
     path = pipeline.gate_path(settings, run)
     path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"model_name": "m", "version": "2", "passed": True, "dry_run": False, "reasons": ["ok"]}
+    record = {
+        "run_id": run,
+        "model_name": "m",
+        "version": "2",
+        "passed": True,
+        "dry_run": False,
+        "champion_version": "1",
+        "reasons": ["ok"],
+    }
     path.write_text(json.dumps({**record, **fields}))
     return path
 
@@ -211,6 +219,52 @@ def test_promote_run_refuses_a_missing_rejected_or_dry_run_decision(tmp_path: Pa
 def test_evaluate_run_without_training_output_names_the_missing_file(tmp_path: Path) -> None:
     with pytest.raises(pipeline.PipelineError, match="no training summary"):
         pipeline.evaluate_run(make_settings(tmp_path), "never-trained")
+
+
+def test_a_malformed_gate_record_is_refused_naming_file_and_key(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    path = write_gate(settings, "r3", passed="perhaps")
+    with pytest.raises(
+        pipeline.PipelineError, match=r"gate\.json is not a gate decision: passed: Input should"
+    ):
+        pipeline.promote_run(settings, "r3")
+    path.write_text(json.dumps({"model_name": "m"}))
+    with pytest.raises(pipeline.PipelineError, match=r"is not a gate decision: run_id: Field required"):
+        pipeline.promote_run(settings, "r3")
+
+
+def test_a_training_summary_without_a_version_is_not_gated(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    folder = pipeline.run_dir(settings, "r4") / "train"
+    folder.mkdir(parents=True)
+    summary = {
+        "run_id": "r4",
+        "dataset": "titanic",
+        "dataset_spec_fingerprint": "f" * 64,
+        "model_name": "titanic-survival",
+        "version": None,
+        "registered": False,
+        "family": "lr",
+        "params": {},
+        "cv": {"roc_auc": 0.8},
+        "cv_by_family": {},
+        "cv_sample": {},
+        "holdout": {"roc_auc": 0.8},
+        "parity": {"max_abs_diff": 1e-7, "tolerance": 1e-5},
+        "spark_model_uri": "runs:/x/spark",
+        "serving_model_uri": "runs:/x/serving",
+        "data_fingerprint": "d" * 64,
+        "preprocess_dir": "/p",
+        "durations_seconds": {"total": 1.0},
+    }
+    (folder / "train_summary.json").write_text(json.dumps(summary))
+    with pytest.raises(pipeline.PipelineError, match="registered no model version"):
+        pipeline.evaluate_run(settings, "r4")
+    (folder / "train_summary.json").write_text(json.dumps({**summary, "holdout": {"roc_auc": "high"}}))
+    with pytest.raises(
+        pipeline.PipelineError, match=r"train_summary\.json is not a training summary: holdout\.roc_auc"
+    ):
+        pipeline.evaluate_run(settings, "r4")
 
 
 # --- reload_serving ---
