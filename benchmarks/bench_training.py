@@ -219,8 +219,7 @@ def run_round(rows: int, csv: Path, workdir: Path, round_: int, logs: Path) -> d
         "params": train_summary.params,
         "cv": train_summary.cv,
         "cv_by_family": {
-            f: {k: v[k] for k in ("cv_roc_auc", "cv_accuracy")}
-            for f, v in train_summary.cv_by_family.items()
+            f: {k: v[k] for k in ("cv_roc_auc", "cv_accuracy")} for f, v in train_summary.cv_by_family.items()
         },
         "cv_sample": train_summary.cv_sample,
         "holdout": train_summary.holdout,

@@ -149,7 +149,8 @@ class Settings(BaseSettings):
     task_timeout_minutes: float = Field(20.0, gt=0)
     spark_task_timeout_minutes: float = Field(90.0, gt=0)
     reload_wait_seconds: float = Field(60.0, gt=0)
-    alert_webhook_url: str | None = None
+    # A Slack-style webhook URL is a credential: kept secret, never logged.
+    alert_webhook_url: SecretStr | None = None
     alert_emails: list[str] = Field(default_factory=list)
     alert_email_from: str = "lifeboat@localhost"
     smtp_host: str = "localhost"
@@ -179,15 +180,41 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("alert_webhook_url")
+    @classmethod
+    def _http_webhook(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().lower().startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")  # pydantic hides the input (secret)
+        return value
+
+    @field_validator("reload_token")
+    @classmethod
+    def _strip_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """Surrounding whitespace (a newline from ``echo > file``) is not part of the token: the server
+        compares the same stripped value it validated. Empty means unset (reload disabled)."""
+        if value is None:
+            return None
+        stripped = value.get_secret_value().strip()
+        return SecretStr(stripped) if stripped else None
+
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        if self.environment == "production":
-            token = self.reload_token.get_secret_value().strip() if self.reload_token else ""
-            if token.lower() in PLACEHOLDER_SECRETS or len(token) < MIN_SECRET_LENGTH:
-                raise SettingsError(
-                    "LIFEBOAT_RELOAD_TOKEN must be set to a random value of at least "
-                    f"{MIN_SECRET_LENGTH} characters in production (placeholders are refused)"
+        token = self.reload_token.get_secret_value() if self.reload_token else ""
+        production = self.environment == "production"
+        # In every environment: a short token is guessable (the embedded stack's loopback port is open to
+        # every local user), so development refuses it too; only production requires one.
+        weak = token.lower() in PLACEHOLDER_SECRETS or len(token) < MIN_SECRET_LENGTH
+        if weak and (token or production):
+            raise SettingsError(
+                "LIFEBOAT_RELOAD_TOKEN must be set to a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters"
+                + (
+                    " in production (placeholders are refused)"
+                    if production
+                    else " (placeholders are refused)"
                 )
+                + ("" if production else "; leave it unset to disable /admin/reload")
+            )
         return self
 
     @property

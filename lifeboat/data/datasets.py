@@ -123,11 +123,17 @@ def create_dataset(
     folder = dataset_folder(name, settings)
     source = Path(source)
     if folder.exists() and not force:
-        raise DatasetFolderError(f"{folder} already exists: choose another name, or pass --force to overwrite")
+        raise DatasetFolderError(
+            f"{folder} already exists: choose another name, or pass --force to overwrite"
+        )
     table = read_table(source)
     parquet = source.suffix.lower() in PARQUET_SUFFIXES
     csv_text = _csv_text(table) if parquet else None
-    frame = pd.read_csv(io.StringIO(csv_text), dtype=str, keep_default_na=False, na_values=[""]) if parquet else table
+    frame = (
+        pd.read_csv(io.StringIO(csv_text), dtype=str, keep_default_na=False, na_values=[""])
+        if parquet
+        else table
+    )
     when = datetime.now(UTC).strftime("%Y-%m-%d")
     draft = infer_spec(
         frame, name, label, positive=positive, id_column=id_column, description=f"Drafted from {source.name}"

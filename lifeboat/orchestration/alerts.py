@@ -6,8 +6,11 @@ never raises: a broken webhook must not hide the task failure it reports.
 
 from __future__ import annotations
 
+import json
 import logging
 import smtplib
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from email.message import EmailMessage
 from typing import Any
@@ -47,11 +50,26 @@ def alert_text(details: Mapping[str, str]) -> str:
 
 
 def send_webhook(url: str, details: Mapping[str, str], timeout: float = 10.0) -> None:
-    """POST the alert as JSON (``text`` for Slack-style hooks, plus every detail); raises on failure."""
-    import httpx
+    """POST the alert as JSON (``text`` for Slack-style hooks, plus every detail); raises on failure.
 
-    response = httpx.post(url, json={"text": alert_text(details), **details}, timeout=timeout)
-    response.raise_for_status()
+    urllib rather than httpx: httpx logs every request's URL at INFO, and a webhook's URL is its credential.
+    """
+    body = json.dumps({"text": alert_text(details), **details}).encode()
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        response.read()
+
+
+def delivery_failure(exc: BaseException) -> str:
+    """What went wrong posting to the webhook, without its URL (the credential of Slack-style hooks): the
+    HTTP status, else the kind of error."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}".rstrip()
+    if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, BaseException):
+        return type(exc.reason).__name__
+    return type(exc).__name__
 
 
 def send_email(settings: Settings, details: Mapping[str, str], timeout: float = 10.0) -> None:
@@ -73,10 +91,10 @@ def notify_failure(context: Mapping[str, Any], settings: Settings | None = None)
     reached = ["log"]
     if settings.alert_webhook_url:
         try:
-            send_webhook(settings.alert_webhook_url, details)
+            send_webhook(settings.alert_webhook_url.get_secret_value(), details)
             reached.append("webhook")
         except Exception as exc:  # any failure to deliver is reported, never raised (see module doc)
-            logger.error("the failure alert could not be posted to the webhook: %s", exc)
+            logger.error("the failure alert could not be posted to the webhook: %s", delivery_failure(exc))
     if settings.alert_emails:
         try:
             send_email(settings, details)

@@ -54,7 +54,16 @@ def test_titanic_spec_describes_todays_platform(titanic_spec: DatasetSpec) -> No
     assert titanic_spec.models["gbt"]["stepSize"] == [0.1, 0.3]
     assert titanic_spec.alert_ranges == ["Age", "Fare", "SibSp", "Parch"]
     assert titanic_spec.alert_categories == ["Pclass", "Sex", "Embarked", "Title"]
-    assert titanic_spec.drift_columns == ["Age", "Fare", "SibSp", "Parch", "Pclass", "Sex", "Embarked", "Title"]
+    assert titanic_spec.drift_columns == [
+        "Age",
+        "Fare",
+        "SibSp",
+        "Parch",
+        "Pclass",
+        "Sex",
+        "Embarked",
+        "Title",
+    ]
     assert titanic_spec.feature_names == list(FEATURE_NAMES)
 
 

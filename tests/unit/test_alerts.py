@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pydantic import ValidationError
 
 from lifeboat.orchestration import alerts
 from lifeboat.settings import Settings
@@ -68,3 +69,28 @@ def test_undeliverable_alerts_are_logged_not_raised(tmp_path: Path, caplog: pyte
     messages = " ".join(r.message for r in caplog.records)
     assert "could not be posted to the webhook" in messages
     assert "could not be e-mailed" in messages
+
+
+def test_a_failed_webhook_never_logs_its_url(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The URL of a Slack-style hook is its credential: the log says what failed, never where."""
+    secret_path = "/services/T000/B000/very-secret-hook-token"
+    with http_stub() as stub:
+        stub.answer("POST", secret_path, 404, {"detail": "no such hook"})
+        settings = Settings(state_dir=tmp_path, alert_webhook_url=f"{stub.url}{secret_path}")
+        assert secret_path not in repr(settings)
+        with caplog.at_level(logging.DEBUG):
+            reached = alerts.notify_failure(context(), settings)
+        unreachable = Settings(state_dir=tmp_path, alert_webhook_url=f"http://127.0.0.1:9{secret_path}")
+        with caplog.at_level(logging.DEBUG):
+            assert alerts.notify_failure(context(), unreachable) == ["log"]
+    assert reached == ["log"]
+    messages = [r.getMessage() for r in caplog.records]
+    assert "the failure alert could not be posted to the webhook: HTTP 404 Not Found" in messages
+    assert "the failure alert could not be posted to the webhook: ConnectionRefusedError" in messages
+    assert not [m for m in messages if "very-secret-hook-token" in m]
+
+
+def test_a_webhook_must_be_an_http_url(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="must be an http:// or https:// URL") as caught:
+        Settings(state_dir=tmp_path, alert_webhook_url="file:///etc/secret-hook")
+    assert "secret-hook" not in str(caught.value)

@@ -50,6 +50,29 @@ def test_production_accepts_a_real_token(settings_env: pytest.MonkeyPatch) -> No
     assert "0123456789abcdef" not in repr(settings)
 
 
+@pytest.mark.parametrize("environment", ["development", "production"])
+@pytest.mark.parametrize("token", ["short-token", "changeme", "  token  "])
+def test_a_short_or_placeholder_token_is_refused_in_every_environment(
+    settings_env: pytest.MonkeyPatch, environment: str, token: str
+) -> None:
+    settings_env.setenv("LIFEBOAT_ENVIRONMENT", environment)
+    settings_env.setenv("LIFEBOAT_RELOAD_TOKEN", token)
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings()
+
+
+def test_the_token_is_compared_as_it_was_validated(settings_env: pytest.MonkeyPatch) -> None:
+    """A token file ending in a newline gives the same token to the server and to its callers."""
+    settings_env.setenv("LIFEBOAT_ENVIRONMENT", "production")
+    settings_env.setenv("LIFEBOAT_RELOAD_TOKEN", "0123456789abcdef-token\n")
+    token = Settings().reload_token
+    assert token is not None
+    assert token.get_secret_value() == "0123456789abcdef-token"
+    settings_env.setenv("LIFEBOAT_RELOAD_TOKEN", "   ")
+    settings_env.setenv("LIFEBOAT_ENVIRONMENT", "development")
+    assert Settings().reload_token is None  # blank = unset: reload disabled
+
+
 def test_tracking_uri_precedence(settings_env: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings_env.setenv("LIFEBOAT_STATE_DIR", str(tmp_path))
     settings_env.delenv("LIFEBOAT_MLFLOW_TRACKING_URI", raising=False)
