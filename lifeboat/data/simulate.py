@@ -154,15 +154,16 @@ def _apply_numeric(batch: pd.DataFrame, change: NumericChange, columns: BatchCol
 
 
 def _blank(batch: pd.DataFrame, blank: MissingValues, where: np.ndarray, columns: BatchColumns) -> None:
-    """Blank ``blank.column`` in the rows ``where`` (integers stay integers: pandas' nullable Int64)."""
+    """Blank ``blank.column`` in the rows ``where`` (integers stay integers: pandas' nullable Int64; booleans
+    stay ``True``/``False``, not ``1.0``/``0.0``)."""
     if blank.column not in batch.columns:
         batch[blank.column] = None
     column = batch[blank.column]
-    if pd.api.types.is_numeric_dtype(column):
+    kind = columns.by_name[blank.column].type
+    if kind != "boolean" and pd.api.types.is_numeric_dtype(column):
         values = column.to_numpy(dtype=np.float64, copy=True, na_value=np.nan)
         values[where] = np.nan
-        integer = columns.by_name[blank.column].type == "integer"
-        batch[blank.column] = pd.array(values, dtype="Int64") if integer else values
+        batch[blank.column] = pd.array(values, dtype="Int64") if kind == "integer" else values
     else:
         objects = column.to_numpy(dtype=object, copy=True)
         objects[where] = None

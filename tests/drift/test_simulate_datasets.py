@@ -225,7 +225,7 @@ SHOP = {
     "columns": [
         {"name": "customer", "type": "integer", "role": "id", "range": {"min": 1}},
         {"name": "visits", "type": "integer", "nullable": True, "range": {"min": 0, "max": 50}},
-        {"name": "member", "type": "boolean"},
+        {"name": "member", "type": "boolean", "nullable": True},
         {"name": "churned", "type": "categorical", "role": "label", "vocabulary": ["yes", "no"]},
     ],
     "features": [{"column": "visits", "impute": "median"}, {"column": "member"}],
@@ -257,6 +257,17 @@ def test_a_nullable_integer_column_stays_integer_when_blanked(
     written = pd.read_csv(path, dtype=str)["visits"].dropna()
     assert written.str.fullmatch(r"\d+").all()  # 7, not 7.0
     assert validate_csv(spec, path, require_label=True).rows == 100
+
+
+def test_a_blanked_boolean_column_stays_boolean(
+    shop: tuple[DatasetSpec, pd.DataFrame], tmp_path: Path
+) -> None:
+    spec, frame = shop
+    batch = make_batch(frame, 100, DriftSpec.parse("missing=member:0.3", spec), 3, dataset=spec)
+    path = write_batch(batch, tmp_path / "shop.csv", spec)
+    summary = validate_csv(spec, path, require_label=True)
+    assert summary.missing["member"] == 30
+    assert set(pd.read_csv(path, dtype=str)["member"].dropna()) == {"True", "False"}
 
 
 def test_a_boolean_mix_takes_true_false_or_1_0(shop: tuple[DatasetSpec, pd.DataFrame]) -> None:
