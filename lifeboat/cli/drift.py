@@ -8,14 +8,19 @@ from pathlib import Path
 
 from lifeboat.cli import EXIT_FAILURE, EXIT_OK, arg, command
 from lifeboat.data import versioning as data
-from lifeboat.settings import get_settings
+from lifeboat.settings import DEFAULT_DATASET, get_settings
 
 
 @command(
     "new-batch",
-    "simulate a labelled batch (resampled training rows, optionally drifted) and add it with DVC",
-    arg("--rows", type=int, default=500, help="passengers in the batch (default 500; reports need >= 300)"),
-    arg("--drift", default=None, help="drift spec, e.g. 'Age+15,Fare*3,Sex=male:0.8,missing=Age:0.3'"),
+    "simulate a labelled batch of the dataset (resampled training rows, maybe drifted) and add it with DVC",
+    arg("--rows", type=int, default=500, help="rows in the batch (default 500; reports need >= 300)"),
+    arg(
+        "--drift",
+        default=None,
+        help="drift spec on the dataset's columns, e.g. 'Age+15,Fare*3,Sex=male:0.8,missing=Age:0.3' "
+        "(Titanic) or 'age+10,sex=Female:0.7' (--dataset adult)",
+    ),
     arg("--seed", type=int, default=0, help="random seed (default 0)"),
     arg("--name", default=None, help="file name in the incoming folder (default: batch-<UTC time>.csv)"),
 )
@@ -25,52 +30,89 @@ def _new_batch(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from lifeboat.data import simulate
+    from lifeboat.dataset.spec import spec_of
 
     settings = get_settings()
-    spec = simulate.parse_spec(args.drift)
-    files = data.training_files()
-    start_id = 1 + max(int(pd.read_csv(f, usecols=["PassengerId"])["PassengerId"].max()) for f in files)
-    batch = simulate.make_batch(pd.read_csv(settings.raw_data), args.rows, spec, args.seed, start_id)
+    dataset = spec_of(settings)
+    spec = simulate.parse_spec(args.drift, dataset)
+    start_id = _next_training_id(dataset.id_column, data.training_files(settings))
+    train = pd.read_csv(settings.raw_data)
+    batch = simulate.make_batch(train, args.rows, spec, args.seed, start_id, dataset=dataset)
     with tempfile.TemporaryDirectory(prefix="lifeboat-batch-") as tmp:
-        written = simulate.write_batch(batch, Path(tmp) / (args.name or "batch.csv"))
-        target = data.add_batch(written, name=args.name)
-    last_id = start_id + len(batch) - 1
-    print(f"added {len(batch)} passengers (ids {start_id}..{last_id}, drift: {spec or 'none'})")
+        written = simulate.write_batch(batch, Path(tmp) / (args.name or "batch.csv"), dataset)
+        target = data.add_batch(written, name=args.name, settings=settings)
+    ids = "" if start_id is None else f"ids {start_id}..{start_id + len(batch) - 1}, "
+    print(f"added {len(batch)} {dataset.name} rows ({ids}drift: {spec or 'none'})")
     print(f"  {target} (pointer {data.pointer_path(target)}); commit the pointer and data/remote/")
     return EXIT_OK
 
 
+def _next_training_id(id_column: str | None, files: list[Path]) -> int | None:
+    """The first id after every id of the training files (raw data and incoming batches), so a new batch
+    never collides with them; None for a dataset without an id column."""
+    if id_column is None:
+        return None
+    import pandas as pd
+
+    largest = 0
+    for path in files:
+        ids = pd.to_numeric(pd.read_csv(path, usecols=[id_column])[id_column], errors="coerce")
+        if ids.notna().any():
+            largest = max(largest, int(ids.max()))
+    return largest + 1
+
+
+def batch_route(dataset: str) -> tuple[str, str]:
+    """The server's batch path and JSON key of ``dataset``: Titanic keeps the original ``/predict/batch``
+    (``{"passengers": [...]}``), every other dataset has ``/v1/datasets/<name>/predict/batch``
+    (``{"records": [...]}``)."""
+    if dataset == DEFAULT_DATASET:
+        return "/predict/batch", "passengers"
+    return f"/v1/datasets/{dataset}/predict/batch", "records"
+
+
 @command(
     "replay",
-    "send passengers of a CSV (optionally drifted) to the prediction server, so its request log drifts too",
-    arg("--input", type=Path, default=None, help="passenger CSV (default: the unlabelled data set)"),
-    arg("--rows", type=int, default=500, help="passengers to send (default 500)"),
+    "send rows of a CSV (optionally drifted) to the prediction server, so its request log drifts too",
+    arg(
+        "--input",
+        type=Path,
+        default=None,
+        help="CSV of the dataset (default: its unlabelled data, else its training data without the label)",
+    ),
+    arg("--rows", type=int, default=500, help="rows to send (default 500)"),
     arg("--drift", default=None, help="drift spec, as for new-batch"),
     arg("--seed", type=int, default=0, help="random seed (default 0)"),
     arg("--url", default=None, help="server base URL (default: LIFEBOAT_SERVING_URL)"),
-    arg("--batch-size", type=int, default=100, help="passengers per /predict/batch request (default 100)"),
+    arg("--batch-size", type=int, default=100, help="rows per batch request (default 100)"),
 )
 def _replay(args: argparse.Namespace) -> int:
     import httpx
 
     from lifeboat.data import simulate
+    from lifeboat.dataset.spec import spec_of
 
     settings = get_settings()
-    source = args.input or settings.unlabelled_data
-    rows = simulate.replay_rows(source, args.rows, simulate.parse_spec(args.drift), args.seed)
-    url = (args.url or settings.serving_url).rstrip("/") + "/predict/batch"
+    dataset = spec_of(settings)
+    source = args.input or (
+        settings.unlabelled_data if settings.unlabelled_data.is_file() else settings.raw_data
+    )
+    spec = simulate.parse_spec(args.drift, dataset)
+    rows = simulate.replay_rows(source, args.rows, spec, args.seed, dataset=dataset)
+    path, key = batch_route(dataset.name)
+    url = (args.url or settings.serving_url).rstrip("/") + path
     sent = failed = 0
     with httpx.Client(timeout=30.0) as client:
         for start in range(0, len(rows), args.batch_size):
             chunk = rows[start : start + args.batch_size]
-            response = client.post(url, json={"passengers": chunk})
+            response = client.post(url, json={key: chunk})
             if response.status_code == 200:
                 sent += len(chunk)
             else:
                 failed += len(chunk)
                 where = f"rows {start}..{start + len(chunk) - 1}"
                 print(f"{where}: HTTP {response.status_code} {response.text[:300]}", file=sys.stderr)
-    print(f"replayed {sent} passengers to {url} ({failed} failed)")
+    print(f"replayed {sent} {key} to {url} ({failed} failed)")
     return EXIT_FAILURE if failed else EXIT_OK
 
 
