@@ -140,10 +140,10 @@ def create_dataset(
     )
     header = (
         f"DRAFT written by `lifeboat dataset init` from {source} on {when}: REVIEW IT before training.\n"
-        "Inferred from the data: types, ranges (observed + 10 % of the span), vocabularies, nullability, the\n"
-        "label's positive value, median imputation + missing indicators, one-hot categories (+ other), and\n"
-        "default model grids. Check the ranges and vocabularies against what new data may hold, the text\n"
-        "columns left ignored, and the example. Reference of every key: docs/dataset-spec.md."
+        "Inferred from the data: types, ranges (observed + 10 % of the span), vocabularies, nullability,\n"
+        "the label's positive value, median imputation + missing indicators, one-hot categories (+ other),\n"
+        "and default model grids. Check the ranges and vocabularies against what new data may hold, the\n"
+        "text columns left ignored, and the example. Reference of every key: docs/dataset-spec.md."
     )
     root = repo_root(settings.data_root.resolve())
     settings.data_root.mkdir(parents=True, exist_ok=True)

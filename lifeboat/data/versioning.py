@@ -1,10 +1,10 @@
 """The DVC data layer: pull and push versioned data, fingerprint a dataset, add new labelled batches.
 
-Training data is the raw CSV (``data/titanic/raw/train.csv``) followed by every labelled batch in the incoming
-folder (``data/titanic/incoming/*.csv``), each tracked by DVC through its own ``.dvc`` pointer file. DVC runs as the
-``dvc`` executable of this environment in a subprocess, so its own locking, logging and exit codes apply
-unchanged; lifeboat serialises its DVC commands with a file lock in the state folder, because two DVC
-commands at once in one repository fail with a lock error.
+Training data is the raw CSV (``data/<dataset>/raw/train.csv``) followed by every labelled batch in the
+incoming folder (``data/<dataset>/incoming/*.csv``), each tracked by DVC through its own ``.dvc`` pointer
+file. DVC runs as the ``dvc`` executable of this environment in a subprocess, so its own locking, logging and
+exit codes apply unchanged; lifeboat serialises its DVC commands with a file lock in the state folder,
+because two DVC commands at once in one repository fail with a lock error.
 """
 
 from __future__ import annotations
@@ -348,7 +348,8 @@ def add_batch(
 ) -> Path:
     """Add a new labelled batch to the training data and version it; return its path in the incoming folder.
 
-    The CSV is validated first (a :class:`~lifeboat.dataset.schema.DataValidationError` propagates unchanged and
+    The CSV is validated first (a :class:`~lifeboat.dataset.schema.DataValidationError` propagates
+    unchanged and
     nothing is copied), then copied atomically into the incoming folder as ``name`` (default
     ``batch-<UTC timestamp>.csv``), then tracked with DVC and pushed. If DVC fails, the copy is removed
     again and :class:`DataError` explains why.
