@@ -338,7 +338,10 @@ def rollback_dag(entry: DatasetEntry) -> DAG:
                 type="string",
                 maxLength=100,
                 title="Requested by",
-                description="Who asks for the rollback (default: the user who triggered the run).",
+                description=(
+                    "Who asked for the rollback, recorded beside the Airflow user who triggered the run "
+                    "(never instead of it)."
+                ),
             ),
         },
     ) as dag:
@@ -349,8 +352,8 @@ def rollback_dag(entry: DatasetEntry) -> DAG:
             from lifeboat.registry.promotion import RollbackError
 
             params = params or {}
-            actor = str(
-                params.get("requested_by") or getattr(dag_run, "triggering_user_name", None) or "airflow"
+            actor = retrain.rollback_actor(
+                getattr(dag_run, "triggering_user_name", None), str(params.get("requested_by") or "")
             )
             with retrain.fail_without_retry(RollbackError):
                 reason = str(params.get("reason") or "")

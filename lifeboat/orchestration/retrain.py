@@ -378,6 +378,15 @@ def _wait_for_version(base: str, expected: str, timeout: float, poll_seconds: fl
 # --- rollback -----------------------------------------------------------------------------------------
 
 
+def rollback_actor(triggering_user: str | None, requested_by: str | None) -> str:
+    """Who rolled back, for the audit tags: the Airflow user who triggered the run (``airflow`` for a run
+    without one). A ``requested_by`` naming someone else is recorded beside that user, never instead: a
+    free-text field must not forge the audit trail."""
+    user = (triggering_user or "").strip() or "airflow"
+    asked = (requested_by or "").strip()
+    return user if not asked or asked == user else f"{user} (on behalf of {asked})"
+
+
 def rollback(settings: Settings, reason: str, actor: str) -> RolledBack:
     """Swap ``champion`` back to ``previous_champion`` (verified first) and record who and why."""
     from lifeboat.registry import promotion

@@ -210,7 +210,9 @@ def test_rollback_restores_the_previous_champion_and_the_server_serves_it(
     assert live_stack.served_version() == original
     assert predict(live_stack)["model_version"] == original
     tags = version_tags(live_stack, original)
-    assert tags["rollback.by"] == "pytest"
+    assert run["triggering_user_name"] == "admin"
+    # The free-text field is recorded beside the real user, never instead of it.
+    assert tags["rollback.by"] == "admin (on behalf of pytest)"
     assert tags["rollback.reason"] == "integration test rollback"
     assert tags["rollback.role"] == "restored"
 

@@ -320,3 +320,19 @@ def test_reload_of_a_server_that_is_down(tmp_path: Path) -> None:
 def test_reload_without_a_token_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(retrain.ServingReloadError, match="LIFEBOAT_RELOAD_TOKEN is not set"):
         retrain.reload_serving(serving_settings(tmp_path, "http://127.0.0.1:9", token=None), "2")
+
+
+@pytest.mark.parametrize(
+    ("user", "requested_by", "recorded"),
+    [
+        ("admin", "", "admin"),
+        ("admin", "admin", "admin"),
+        ("admin", "alice", "admin (on behalf of alice)"),
+        (None, "alice", "airflow (on behalf of alice)"),
+        ("  ", None, "airflow"),
+    ],
+)
+def test_the_rollback_actor_is_the_real_user(
+    user: str | None, requested_by: str | None, recorded: str
+) -> None:
+    assert retrain.rollback_actor(user, requested_by) == recorded
