@@ -31,6 +31,7 @@ from lifeboat.registry.promotion import (
     evaluate_gate,
     promote,
     promote_if_better,
+    promote_recorded,
     rollback,
 )
 from lifeboat.registry.store import (
@@ -296,3 +297,27 @@ def test_summary_of_an_unknown_model(settings: Settings) -> None:
         "versions": [],
     }
     assert registry.version_by_alias("never-registered", CHAMPION) is None
+
+
+def test_promoting_again_repairs_a_promotion_killed_between_the_two_alias_moves(
+    settings: Settings, split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Killed after ``previous_champion`` moved but before ``champion`` did: both name the old champion,
+    which blocks a rollback; re-running the promotion (the DAG's retry) finishes the move."""
+    name = "gate-killed-promotion"
+    _, holdout = split
+    v1 = register(name, split, MEDIUM)
+    assert promote_if_better(name, v1, holdout, settings).passed
+    v2 = register(name, split, GOOD)
+    decision = evaluate_gate(name, v2, holdout, settings)
+    assert decision.passed, decision.reasons
+
+    MlflowClient().set_registered_model_alias(name, PREVIOUS_CHAMPION, v1)  # the first move, then killed
+    assert (alias(name, CHAMPION), alias(name, PREVIOUS_CHAMPION)) == (v1, v1)
+    with pytest.raises(RollbackError, match=f"{CHAMPION} and {PREVIOUS_CHAMPION} both are {v1}"):
+        rollback(name, "blocked by the half-done promotion", "pytest")
+
+    assert promote_recorded(name, v2, decision.champion_version) == v1
+    assert (alias(name, CHAMPION), alias(name, PREVIOUS_CHAMPION)) == (v2, v1)
+    assert promote_recorded(name, v2, decision.champion_version) == v1  # once more: nothing changes
+    assert rollback(name, "works again", "pytest") == (v2, v1)
