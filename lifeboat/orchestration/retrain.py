@@ -303,7 +303,8 @@ def _gate_summary(result: GateRecord) -> GateStep:
 def reload_serving(
     settings: Settings, expected_version: str, *, poll_seconds: float = 1.0, timeout: float | None = None
 ) -> Reloaded:
-    """Tell the prediction server to reload, then wait until it serves ``expected_version``.
+    """Tell the prediction server to reload the settings' dataset, then wait until it serves
+    ``expected_version`` for that dataset.
 
     Raises :class:`ServingReloadError` when the server is unreachable, refuses the reload, or does not
     report the version in time (``settings.reload_wait_seconds``). A missing or wrong token is a
@@ -319,6 +320,7 @@ def reload_serving(
     try:
         response = httpx.post(
             f"{base}/admin/reload",
+            params={"dataset": settings.dataset},
             headers={"Authorization": f"Bearer {token}"},
             timeout=max(wait, 10.0),
         )
@@ -333,8 +335,8 @@ def reload_serving(
         raise ServingReloadError(
             f"the prediction server at {base} did not reload ({response.status_code}: {detail})"
         )
-    served = _wait_for_version(base, expected_version, wait, poll_seconds)
-    logger.info("the prediction server at %s serves version %s", base, served)
+    served = _wait_for_version(base, settings.dataset, expected_version, wait, poll_seconds)
+    logger.info("the prediction server at %s serves %s version %s", base, settings.dataset, served)
     return Reloaded(url=base, served_version=served, reload_status=response.status_code)
 
 
@@ -350,27 +352,30 @@ def _detail(response: Any) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:300]
 
 
-def _wait_for_version(base: str, expected: str, timeout: float, poll_seconds: float) -> str:
+def _wait_for_version(base: str, dataset: str, expected: str, timeout: float, poll_seconds: float) -> str:
+    """Poll the dataset's model metadata (Open Inference Protocol ``/v2/models/{dataset}``: every hosted
+    dataset, the default one included) until it names ``expected``."""
     import httpx
 
     deadline = time.monotonic() + timeout
     last = "no answer"
     while True:
         try:
-            response = httpx.get(f"{base}/model", timeout=10.0)
+            response = httpx.get(f"{base}/v2/models/{dataset}", timeout=10.0)
             if response.status_code == 200:
-                served = str(response.json().get("model_version"))
+                versions = response.json().get("versions") or [None]
+                served = str(versions[0])
                 if served == str(expected):
                     return served
                 last = f"serves version {served}"
             else:
-                last = f"/model answered {response.status_code}"
-        except httpx.HTTPError as exc:
+                last = f"/v2/models/{dataset} answered {response.status_code}"
+        except (httpx.HTTPError, ValueError) as exc:
             last = f"unreachable ({exc})"
         if time.monotonic() >= deadline:
             raise ServingReloadError(
-                f"the prediction server at {base} does not serve version {expected} after {timeout:g} s: "
-                f"it {last}"
+                f"the prediction server at {base} does not serve {dataset} version {expected} after "
+                f"{timeout:g} s: it {last}"
             )
         time.sleep(poll_seconds)
 

@@ -278,19 +278,32 @@ def serving_settings(tmp_path: Path, url: str, token: str | None = TOKEN) -> Set
 
 def test_reload_then_wait_for_the_new_version(tmp_path: Path) -> None:
     with http_stub() as stub:
-        stub.answer("POST", "/admin/reload", 200, {"old_version": "1", "new_version": "2"})
-        stub.answer("GET", "/model", 200, {"model_version": "2"})
+        stub.answer("POST", "/admin/reload?dataset=titanic", 200, {"old_version": "1", "new_version": "2"})
+        stub.answer("GET", "/v2/models/titanic", 200, {"name": "titanic", "versions": ["2"]})
         result = retrain.reload_serving(serving_settings(tmp_path, stub.url), "2", poll_seconds=0.05)
     assert result.served_version == "2"
     post = stub.received[0]
     assert post["headers"]["Authorization"] == f"Bearer {TOKEN}"
 
 
+def test_reload_names_the_dataset_and_waits_for_its_own_version(tmp_path: Path) -> None:
+    """Another dataset's champion: the reload and the wait are about that dataset, not the default one."""
+    with http_stub() as stub:
+        stub.answer("POST", "/admin/reload?dataset=adult", 200, {"new_version": "3"})
+        stub.answer("GET", "/v2/models/adult", 200, {"name": "adult", "versions": ["3"]})
+        stub.answer("GET", "/v2/models/titanic", 200, {"name": "titanic", "versions": ["1"]})
+        settings = serving_settings(tmp_path, stub.url).for_dataset("adult")
+        result = retrain.reload_serving(settings, "3", poll_seconds=0.05)
+    assert result.served_version == "3"
+    assert [r["path"] for r in stub.received] == ["/admin/reload?dataset=adult", "/v2/models/adult"]
+
+
 def test_reload_accepted_but_another_version_served_times_out_naming_it(tmp_path: Path) -> None:
     with http_stub() as stub:
-        stub.answer("POST", "/admin/reload", 202, {"new_version": "2"})
-        stub.answer("GET", "/model", 200, {"model_version": "1"})
-        with pytest.raises(retrain.ServingReloadError, match=r"does not serve version 2.*serves version 1"):
+        stub.answer("POST", "/admin/reload?dataset=titanic", 202, {"new_version": "2"})
+        stub.answer("GET", "/v2/models/titanic", 200, {"name": "titanic", "versions": ["1"]})
+        expected = r"does not serve titanic version 2.*serves version 1"
+        with pytest.raises(retrain.ServingReloadError, match=expected):
             retrain.reload_serving(serving_settings(tmp_path, stub.url), "2", poll_seconds=0.05)
 
 
@@ -305,7 +318,8 @@ def test_reload_accepted_but_another_version_served_times_out_naming_it(tmp_path
 )
 def test_reload_errors(tmp_path: Path, status: int, error: type[Exception], message: str) -> None:
     with http_stub() as stub:
-        stub.answer("POST", "/admin/reload", status, {"detail": "refused: the champion is not servable"})
+        detail = {"detail": "refused: the champion is not servable"}
+        stub.answer("POST", "/admin/reload?dataset=titanic", status, detail)
         with pytest.raises(error, match=message):
             retrain.reload_serving(serving_settings(tmp_path, stub.url), "2", poll_seconds=0.05)
 
