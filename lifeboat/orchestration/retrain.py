@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
+from urllib.parse import quote
 
 from lifeboat.orchestration import pipeline
 from lifeboat.orchestration.results import (
@@ -302,7 +303,12 @@ def _gate_summary(result: Mapping[str, Any]) -> GateStep:
 def reload_serving(
     settings: Settings, expected_version: str, *, poll_seconds: float = 1.0, timeout: float | None = None
 ) -> Reloaded:
-    """Tell the prediction server to reload, then wait until it serves ``expected_version``.
+    """Tell the prediction server to reload the settings' dataset, then wait until it serves
+    ``expected_version`` of it.
+
+    The reload names the dataset (``/admin/reload?dataset=NAME``) and the wait reads that dataset's model
+    (``/v2/models/NAME``): the server hosts every dataset, and ``/admin/reload`` and ``/model`` alone
+    mean its default one.
 
     Raises :class:`ServingReloadError` when the server is unreachable, refuses the reload, or does not
     report the version in time (``settings.reload_wait_seconds``). A missing or wrong token is a
@@ -315,9 +321,11 @@ def reload_serving(
     if not token:
         raise ServingReloadError("LIFEBOAT_RELOAD_TOKEN is not set: the server cannot be told to reload")
     wait = settings.reload_wait_seconds if timeout is None else timeout
+    dataset = settings.dataset
     try:
         response = httpx.post(
             f"{base}/admin/reload",
+            params={"dataset": dataset},
             headers={"Authorization": f"Bearer {token}"},
             timeout=max(wait, 10.0),
         )
@@ -332,8 +340,8 @@ def reload_serving(
         raise ServingReloadError(
             f"the prediction server at {base} did not reload ({response.status_code}: {detail})"
         )
-    served = _wait_for_version(base, expected_version, wait, poll_seconds)
-    logger.info("the prediction server at %s serves version %s", base, served)
+    served = _wait_for_version(base, dataset, expected_version, wait, poll_seconds)
+    logger.info("the prediction server at %s serves version %s of %s", base, served, dataset)
     return Reloaded(url=base, served_version=served, reload_status=response.status_code)
 
 
@@ -349,21 +357,23 @@ def _detail(response: Any) -> str:
     return str(body.get("detail", body)) if isinstance(body, dict) else str(body)[:300]
 
 
-def _wait_for_version(base: str, expected: str, timeout: float, poll_seconds: float) -> str:
+def _wait_for_version(base: str, dataset: str, expected: str, timeout: float, poll_seconds: float) -> str:
+    """Poll the dataset's model metadata (Open Inference Protocol) until it names ``expected``."""
     import httpx
 
     deadline = time.monotonic() + timeout
     last = "no answer"
+    route = f"/v2/models/{quote(dataset, safe='')}"
     while True:
         try:
-            response = httpx.get(f"{base}/model", timeout=10.0)
+            response = httpx.get(f"{base}{route}", timeout=10.0)
             if response.status_code == 200:
-                served = str(response.json().get("model_version"))
-                if served == str(expected):
-                    return served
-                last = f"serves version {served}"
+                versions = [str(v) for v in response.json().get("versions") or []]
+                if str(expected) in versions:
+                    return str(expected)
+                last = f"serves version {', '.join(versions) or 'none'} of {dataset}"
             else:
-                last = f"/model answered {response.status_code}"
+                last = f"{route} answered {response.status_code}"
         except httpx.HTTPError as exc:
             last = f"unreachable ({exc})"
         if time.monotonic() >= deadline:

@@ -224,19 +224,35 @@ def serving_settings(tmp_path: Path, url: str, token: str | None = TOKEN) -> Set
 
 def test_reload_then_wait_for_the_new_version(tmp_path: Path) -> None:
     with http_stub() as stub:
-        stub.answer("POST", "/admin/reload", 200, {"old_version": "1", "new_version": "2"})
-        stub.answer("GET", "/model", 200, {"model_version": "2"})
+        stub.answer("POST", "/admin/reload?dataset=titanic", 200, {"old_version": "1", "new_version": "2"})
+        stub.answer("GET", "/v2/models/titanic", 200, {"name": "titanic", "versions": ["2"]})
         result = retrain.reload_serving(serving_settings(tmp_path, stub.url), "2", poll_seconds=0.05)
     assert result.served_version == "2"
     post = stub.received[0]
     assert post["headers"]["Authorization"] == f"Bearer {TOKEN}"
 
 
+def test_reload_names_its_dataset_and_waits_for_that_dataset_s_model(tmp_path: Path) -> None:
+    """The server hosts every dataset: another dataset's reload must not reload (or wait for) the default."""
+    settings = serving_settings(tmp_path, "http://unused").for_dataset("adult")
+    with http_stub() as stub:
+        stub.answer("POST", "/admin/reload?dataset=adult", 200, {"new_version": "4"})
+        stub.answer("GET", "/model", 200, {"model_version": "1"})  # the default dataset's model
+        stub.answer("GET", "/v2/models/adult", 200, {"name": "adult", "versions": ["4"]})
+        result = retrain.reload_serving(
+            settings.model_copy(update={"serving_url": stub.url}), "4", poll_seconds=0.05
+        )
+    assert result.served_version == "4"
+    assert [r["path"] for r in stub.received] == ["/admin/reload?dataset=adult", "/v2/models/adult"]
+
+
 def test_reload_accepted_but_another_version_served_times_out_naming_it(tmp_path: Path) -> None:
     with http_stub() as stub:
-        stub.answer("POST", "/admin/reload", 202, {"new_version": "2"})
-        stub.answer("GET", "/model", 200, {"model_version": "1"})
-        with pytest.raises(retrain.ServingReloadError, match=r"does not serve version 2.*serves version 1"):
+        stub.answer("POST", "/admin/reload?dataset=titanic", 202, {"new_version": "2"})
+        stub.answer("GET", "/v2/models/titanic", 200, {"name": "titanic", "versions": ["1"]})
+        with pytest.raises(
+            retrain.ServingReloadError, match=r"does not serve version 2.*serves version 1 of titanic"
+        ):
             retrain.reload_serving(serving_settings(tmp_path, stub.url), "2", poll_seconds=0.05)
 
 
@@ -251,7 +267,8 @@ def test_reload_accepted_but_another_version_served_times_out_naming_it(tmp_path
 )
 def test_reload_errors(tmp_path: Path, status: int, error: type[Exception], message: str) -> None:
     with http_stub() as stub:
-        stub.answer("POST", "/admin/reload", status, {"detail": "refused: the champion is not servable"})
+        refused = {"detail": "refused: the champion is not servable"}
+        stub.answer("POST", "/admin/reload?dataset=titanic", status, refused)
         with pytest.raises(error, match=message):
             retrain.reload_serving(serving_settings(tmp_path, stub.url), "2", poll_seconds=0.05)
 
