@@ -37,6 +37,7 @@ from lifeboat.stack import embedded as stack
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO_ROOT / "bench-results" / "dag.json"
 TARGET_SECONDS = 240.0
+RETRAIN_DAG = stack.retrain_dag("titanic")
 
 
 def free_port() -> int:
@@ -130,19 +131,19 @@ def run(families: list[str] | None, timeout: float) -> dict[str, Any]:
             stack_seconds = time.monotonic() - started
             urls = stack.urls(settings)
             with stack.airflow_client(settings) as client:
-                client.wait_for_dag(stack.RETRAIN_DAG)
-                client.set_paused(stack.RETRAIN_DAG, False)
+                client.wait_for_dag(RETRAIN_DAG)
+                client.set_paused(RETRAIN_DAG, False)
                 seen: dict[str, Any] = {}
                 stop = threading.Event()
                 watcher = threading.Thread(target=_watch_served, args=(urls["serving"], None, seen, stop))
                 watcher.start()
                 triggered = time.monotonic()
-                run_id = client.trigger(stack.RETRAIN_DAG, note="benchmarks/bench_dag.py")
-                result = client.wait_for_run(stack.RETRAIN_DAG, run_id, timeout=timeout)
+                run_id = client.trigger(RETRAIN_DAG, note="benchmarks/bench_dag.py")
+                result = client.wait_for_run(RETRAIN_DAG, run_id, timeout=timeout)
                 finished = time.monotonic()
                 watcher.join(timeout=30)
                 stop.set()
-                tasks = client.task_states(stack.RETRAIN_DAG, run_id)
+                tasks = client.task_states(RETRAIN_DAG, run_id)
         finally:
             stack.down(settings, say=lambda line: print(line, file=sys.stderr))
     return {
