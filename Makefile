@@ -101,7 +101,7 @@ test-unit: venv-dev pull ## only the unit tests (-m unit)
 pull: venv ## fetch the DVC-tracked data from the DVC remote (the bundled one by default)
 	"$(LIFEBOAT)" pull
 
-run: venv check-java pull ## the platform on this machine: MLflow, serving, Airflow + the first retraining run (TRIGGER=1: a new run)
+run: venv check-java pull ## the platform on this machine: MLflow, serving, Airflow + each dataset's first retraining run (TRIGGER=1: new runs)
 	"$(LIFEBOAT)" up $(if $(TRIGGER),--trigger,)
 
 stop: ## stop every process `make run` started (by recorded pid, nothing else)
