@@ -62,7 +62,8 @@ def _print_stack_summary(settings: Settings, datasets: list[str]) -> None:
 
 
 def _prediction_example(settings: Settings, dataset: str, serving_url: str) -> str:
-    """A ``curl`` scoring the example record of the dataset's spec (Titanic on the seed's ``/predict``)."""
+    """A ``curl`` scoring the example record of the dataset's spec (Titanic, the default dataset, on the
+    seed's ``/predict``)."""
     from lifeboat.dataset.spec import DatasetSpecError, spec_of
 
     try:
@@ -71,7 +72,9 @@ def _prediction_example(settings: Settings, dataset: str, serving_url: str) -> s
         return f"  {dataset}: no example ({exc})"
     if not example:
         return f"  {dataset}: no example record in its dataset.yaml"
-    route = "/predict" if dataset == TITANIC else f"/v1/datasets/{quote(dataset, safe='')}/predict"
+    # /predict keeps the seed's passenger contract, on the default dataset's model.
+    seed_route = dataset == TITANIC == settings.dataset
+    route = "/predict" if seed_route else f"/v1/datasets/{quote(dataset, safe='')}/predict"
     return (
         f"  {dataset}:\n  curl -s -X POST {serving_url}{route} -H 'Content-Type: application/json' "
         f"-d {shlex.quote(json.dumps(example))}"

@@ -290,6 +290,19 @@ def test_up_prints_a_curl_of_each_dataset_s_example(
     assert "Airflow UI      http://127.0.0.1:8080" in out
 
 
+def test_with_another_default_dataset_titanic_is_scored_on_its_own_route(
+    up_command: Callable[..., tuple[int, str, FakeAirflow]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    client = fake_airflow("titanic", "adult")
+    code, out, _ = up_command(capsys, client, "--dataset", "adult", "--no-trigger")
+    assert code == cli.EXIT_OK
+    assert "DAGs unpaused: adult_retrain, adult_rollback, titanic_retrain, titanic_rollback" in out
+    assert set(curl_payloads(out)) == {
+        "http://127.0.0.1:8000/v1/datasets/adult/predict",
+        "http://127.0.0.1:8000/v1/datasets/titanic/predict",
+    }
+
+
 def test_up_exits_1_when_the_default_dataset_s_run_fails(
     up_command: Callable[..., tuple[int, str, FakeAirflow]], capsys: pytest.CaptureFixture[str]
 ) -> None:
