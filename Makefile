@@ -101,8 +101,8 @@ test-unit: venv-dev pull ## only the unit tests (-m unit)
 pull: venv ## fetch the DVC-tracked data from the DVC remote (the bundled one by default)
 	"$(LIFEBOAT)" pull
 
-run: venv check-java pull ## the platform on this machine: MLflow, serving, Airflow + the first retraining run (TRIGGER=1: a new run)
-	"$(LIFEBOAT)" up $(if $(TRIGGER),--trigger,)
+run: venv check-java pull ## the platform on this machine: MLflow, serving, Airflow + each dataset's first retraining run (TRIGGER=1: new runs, WAIT_ALL=1: follow every run)
+	"$(LIFEBOAT)" up $(if $(TRIGGER),--trigger,) $(if $(WAIT_ALL),--wait-all,)
 
 stop: ## stop every process `make run` started (by recorded pid, nothing else)
 	@if [ -x "$(LIFEBOAT)" ]; then "$(LIFEBOAT)" down; else echo "nothing to stop: $(VENV) does not exist"; fi

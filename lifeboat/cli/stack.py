@@ -4,86 +4,80 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+import shlex
+from urllib.parse import quote
 
 from lifeboat.cli import EXIT_FAILURE, EXIT_OK, arg, command
 from lifeboat.data import versioning as data
-from lifeboat.settings import get_settings
+from lifeboat.settings import Settings, get_settings
+
+#: The dataset the seed's ``/predict`` route scores (its passenger contract).
+TITANIC = "titanic"
 
 
 @command(
     "up",
-    "start MLflow, the prediction server and Airflow on loopback, then run the retraining DAG and follow it",
-    arg("--trigger", action="store_true", help="trigger a new run even if the DAG has run before"),
+    "start MLflow, the prediction server and Airflow on loopback, then train every dataset: the default "
+    "one's run followed, the others' started after it in the background",
+    arg("--trigger", action="store_true", help="trigger new runs even if the DAGs have run before"),
     arg("--no-trigger", action="store_true", help="only start the services and unpause the DAGs"),
-    arg("--timeout", type=float, default=1800.0, help="seconds to wait for the run (default: 1800)"),
+    arg("--wait-all", action="store_true", help="follow every dataset's run, not only the default one's"),
+    arg("--timeout", type=float, default=1800.0, help="seconds to wait for one run (default: 1800)"),
 )
 def _up(args: argparse.Namespace) -> int:
     from lifeboat.stack import embedded as stack
+    from lifeboat.stack import runs
 
     settings = get_settings()
     stack.up(settings, data.repo_root())
+    options = runs.RunOptions(
+        trigger=args.trigger, no_trigger=args.no_trigger, wait_all=args.wait_all, timeout=args.timeout
+    )
+    datasets = stack.stack_datasets(settings)
     with stack.airflow_client(settings) as client:
-        for dag_id in (stack.RETRAIN_DAG, stack.ROLLBACK_DAG):
-            client.wait_for_dag(dag_id)
-            client.set_paused(dag_id, False)
-        print(f"DAGs {stack.RETRAIN_DAG} and {stack.ROLLBACK_DAG} are unpaused")
-        latest = client.runs(stack.RETRAIN_DAG, limit=1)
-        run_id: str | None = None
-        if args.trigger or (not latest and not args.no_trigger):
-            run_id = client.trigger(stack.RETRAIN_DAG, note="started by `lifeboat up`")
-            print(f"triggered {stack.RETRAIN_DAG} run {run_id}")
-        elif latest and latest[0].get("state") in ("queued", "running"):
-            run_id = str(latest[0]["dag_run_id"])
-            print(f"following the run in progress: {run_id}")
-        elif latest:
-            last = latest[0]
-            print(f"last run {last['dag_run_id']}: {last.get('state')} (`make run TRIGGER=1` starts one)")
-        state = "success"
-        if run_id is not None:
-            state = _follow_run(client, stack.RETRAIN_DAG, run_id, args.timeout)
-    _print_stack_summary(settings)
-    return EXIT_OK if state == "success" else EXIT_FAILURE
+        done = runs.start_runs(client, datasets, options, stack.urls(settings)["airflow"])
+    _print_stack_summary(settings, datasets)
+    return EXIT_OK if runs.succeeded(done) else EXIT_FAILURE
 
 
-def _follow_run(client: Any, dag_id: str, run_id: str, timeout: float) -> str:
-    """Print each task's state changes until the run ends; return the run's final state."""
-    import time
-
-    started = time.monotonic()
-
-    def show(task: Any) -> None:
-        took = f" ({task.duration:.0f} s)" if task.duration else ""
-        print(f"  {time.monotonic() - started:6.0f} s  {task.task_id:<17} {task.state or 'waiting'}{took}")
-
-    run = client.wait_for_run(dag_id, run_id, timeout=timeout, on_change=show)
-    state = str(run.get("state"))
-    print(f"run {run_id}: {state} after {time.monotonic() - started:.0f} s")
-    if state != "success":
-        failed = [t.task_id for t in client.task_states(dag_id, run_id) if t.state == "failed"]
-        if failed:
-            print(f"failed task(s): {', '.join(failed)} — see their logs in the Airflow UI")
-    return state
-
-
-def _print_stack_summary(settings: Any) -> None:
+def _print_stack_summary(settings: Settings, datasets: list[str]) -> None:
     from lifeboat.stack import embedded as stack
     from lifeboat.stack import processes
 
     where = stack.urls(settings)
-    found = stack.load_secrets(processes.StackPaths.from_settings(settings))
-    sample = json.dumps(
-        {"Pclass": 3, "Sex": "male", "Age": 34.5, "SibSp": 0, "Parch": 0, "Fare": 7.83, "Embarked": "Q"}
-    )
+    paths = processes.StackPaths.from_settings(settings)
+    found = stack.load_secrets(paths)
+    served = set(settings.served_datasets())
+    examples = [_prediction_example(settings, d, where["serving"]) for d in datasets if d in served]
     print(
         f"\nAirflow UI      {where['airflow']}   (user {stack.AIRFLOW_USER}, password "
         f"{found['airflow_admin_password']})\n"
-        f"                password kept in {processes.StackPaths.from_settings(settings).secrets_file}\n"
+        f"                password kept in {paths.secrets_file}\n"
         f"MLflow UI       {where['mlflow']}\n"
         f"Prediction API  {where['serving']}/docs\n\n"
-        f"Try a prediction:\n  curl -s -X POST {where['serving']}/predict "
-        f"-H 'Content-Type: application/json' -d '{sample}'\n\n"
-        "Stop everything with `make stop`; `make status` shows what runs."
+        "Try a prediction (each dataset answers once its first run has promoted a model):\n"
+        + "\n".join(examples)
+        + "\n\nStop everything with `make stop`; `make status` shows what runs."
+    )
+
+
+def _prediction_example(settings: Settings, dataset: str, serving_url: str) -> str:
+    """A ``curl`` scoring the example record of the dataset's spec (Titanic, the default dataset, on the
+    seed's ``/predict``)."""
+    from lifeboat.dataset.spec import DatasetSpecError, spec_of
+
+    try:
+        example = spec_of(settings.for_dataset(dataset)).example
+    except DatasetSpecError as exc:
+        return f"  {dataset}: no example ({exc})"
+    if not example:
+        return f"  {dataset}: no example record in its dataset.yaml"
+    # /predict keeps the seed's passenger contract, on the default dataset's model.
+    seed_route = dataset == TITANIC == settings.dataset
+    route = "/predict" if seed_route else f"/v1/datasets/{quote(dataset, safe='')}/predict"
+    return (
+        f"  {dataset}:\n  curl -s -X POST {serving_url}{route} -H 'Content-Type: application/json' "
+        f"-d {shlex.quote(json.dumps(example))}"
     )
 
 
@@ -95,29 +89,61 @@ def _down(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@command("status", "show which processes of the stack run and whether they answer")
+@command(
+    "status",
+    "show which processes of the stack run and whether they answer, and each dataset's last retraining run",
+)
 def _status(args: argparse.Namespace) -> int:
     from lifeboat.stack import embedded as stack
 
-    report = stack.status(get_settings())
+    settings = get_settings()
+    report = stack.status(settings)
     for name, item in report.items():
         pid = item["pid"]
         state = f"running (pid {pid})" if pid else "stopped"
         health = "answers" if item["healthy"] else "does not answer"
         print(f"{name:<8} {state:<22} {item['url']:<24} {health}")
+    if report["airflow"]["healthy"]:
+        # --dataset NAME: that dataset's run only; without it, every dataset's.
+        _print_last_runs(settings, [settings.dataset] if args.dataset else stack.stack_datasets(settings))
     return EXIT_OK if all(item["pid"] for item in report.values()) else EXIT_FAILURE
+
+
+def _print_last_runs(settings: Settings, datasets: list[str]) -> None:
+    """One line per dataset: its retraining DAG's newest run, its state and its page in the Airflow UI."""
+    import httpx
+
+    from lifeboat.orchestration.airflow_api import AirflowApiError
+    from lifeboat.stack import embedded as stack
+    from lifeboat.stack import runs
+
+    airflow = stack.urls(settings)["airflow"]
+    try:
+        with stack.airflow_client(settings) as client:
+            for dataset in datasets:
+                dag_id = stack.retrain_dag(dataset)
+                latest = client.runs(dag_id, limit=1)
+                if not latest:
+                    print(f"{dataset:<8} {dag_id}: no run yet")
+                    continue
+                run_id = str(latest[0]["dag_run_id"])
+                state = latest[0].get("state")
+                print(f"{dataset:<8} {dag_id}: {state:<8} {runs.run_url(airflow, dag_id, run_id)}")
+    except (AirflowApiError, httpx.HTTPError) as exc:
+        print(f"the runs cannot be read from Airflow: {exc}")
 
 
 @command(
     "trigger",
     "trigger a DAG run on the running stack and follow it",
-    arg("--dag", default="titanic_retrain", help="DAG id (default: titanic_retrain)"),
+    arg("--dag", help="DAG id (default: the retraining DAG of --dataset, e.g. titanic_retrain)"),
     arg("--conf", default="{}", help="the run's params as JSON, e.g. '{\"dry_run\": true}'"),
     arg("--no-wait", action="store_true", help="return once the run is created"),
     arg("--timeout", type=float, default=1800.0, help="seconds to wait for the run (default: 1800)"),
 )
 def _trigger(args: argparse.Namespace) -> int:
     from lifeboat.stack import embedded as stack
+    from lifeboat.stack import runs
 
     try:
         conf = json.loads(args.conf)
@@ -125,10 +151,13 @@ def _trigger(args: argparse.Namespace) -> int:
         raise ValueError(f"--conf is not valid JSON: {exc}") from exc
     if not isinstance(conf, dict):
         raise ValueError("--conf must be a JSON object")
-    with stack.airflow_client(get_settings()) as client:
-        run_id = client.trigger(args.dag, conf, note="started by `lifeboat trigger`")
-        print(f"triggered {args.dag} run {run_id}")
+    settings = get_settings()
+    dag_id = args.dag or stack.retrain_dag(settings.dataset)
+    with stack.airflow_client(settings) as client:
+        run_id = client.trigger(dag_id, conf, note="started by `lifeboat trigger`")
+        page = runs.run_url(stack.urls(settings)["airflow"], dag_id, run_id)
+        print(f"triggered {dag_id} run {run_id}: {page}")
         if args.no_wait:
             return EXIT_OK
-        state = _follow_run(client, args.dag, run_id, args.timeout)
+        state = runs.follow_run(client, dag_id, run_id, args.timeout)
     return EXIT_OK if state == "success" else EXIT_FAILURE

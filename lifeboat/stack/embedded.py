@@ -40,8 +40,21 @@ logger = logging.getLogger(__name__)
 AIRFLOW_USER = "admin"
 SERVICES = ("mlflow", "serving", "airflow")
 SECRET_NAMES = ("airflow_admin_password", "airflow_jwt_secret", "airflow_api_secret_key", "reload_token")
-RETRAIN_DAG = "titanic_retrain"
-ROLLBACK_DAG = "titanic_rollback"
+
+
+def retrain_dag(dataset: str) -> str:
+    """The id of the dataset's retraining DAG (``titanic_retrain``; built by lifeboat.orchestration.dags)."""
+    return f"{dataset}_retrain"
+
+
+def rollback_dag(dataset: str) -> str:
+    """The id of the dataset's rollback DAG (``titanic_rollback``)."""
+    return f"{dataset}_rollback"
+
+
+def stack_datasets(settings: Settings) -> list[str]:
+    """The datasets the stack trains: the default one (``settings.dataset``) first, then every known one."""
+    return list(dict.fromkeys([settings.dataset, *settings.known_datasets()]))
 
 
 # --- secrets ------------------------------------------------------------------------------------------

@@ -162,11 +162,16 @@ def stop(paths: StackPaths, name: str, timeout: float = 30.0) -> bool:
         paths.pid_file(name).unlink(missing_ok=True)
         return False
     members = _group_members(group)
+    # Descendants that moved to a process group of their own (Airflow runs each task in one, with its
+    # spark-submit and Spark JVM): found before anything is signalled, while they are still children.
+    outside = [p for p in _descendants(members) if p.pid not in {m.pid for m in members}]
     _signal_group(group, signal.SIGTERM)
-    _, alive = psutil.wait_procs(members, timeout=timeout)
+    _signal_each(outside, signal.SIGTERM)
+    _, alive = psutil.wait_procs([*members, *outside], timeout=timeout)
     if alive:
         logger.warning("%s did not stop within %g s: killing %d process(es)", name, timeout, len(alive))
         _signal_group(group, signal.SIGKILL)
+        _signal_each(alive, signal.SIGKILL)
         psutil.wait_procs(alive, timeout=10)
     paths.pid_file(name).unlink(missing_ok=True)
     logger.info("stopped %s (pid %d)", name, pid)
@@ -184,6 +189,25 @@ def _group_members(group: int) -> list[Any]:
         except (ProcessLookupError, PermissionError):
             continue
     return members
+
+
+def _descendants(processes: list[Any]) -> list[Any]:
+    """Every process below ``processes`` (psutil objects: a pid reused later is never signalled)."""
+    import psutil
+
+    found: dict[int, Any] = {}
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            found.update({child.pid: child for child in process.children(recursive=True)})
+    return list(found.values())
+
+
+def _signal_each(processes: list[Any], sig: signal.Signals) -> None:
+    import psutil
+
+    for process in processes:
+        with contextlib.suppress(psutil.Error):
+            process.send_signal(sig)
 
 
 def _signal_group(group: int, sig: signal.Signals) -> None:

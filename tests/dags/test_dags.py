@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from lifeboat.stack import embedded as stack
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -45,6 +46,10 @@ def test_dag_files_import_without_errors(dagbag: Any) -> None:
     assert {"titanic", "adult"} <= set(BUNDLED)
     assert dagbag.import_errors == {}
     assert set(dagbag.dag_ids) == {f"{d}_{kind}" for d in BUNDLED for kind in ("retrain", "rollback")}
+    # the ids `lifeboat up` unpauses and triggers are those the DAG file builds
+    assert set(dagbag.dag_ids) == {
+        name(d) for d in BUNDLED for name in (stack.retrain_dag, stack.rollback_dag)
+    }
 
 
 @pytest.mark.parametrize("dataset", BUNDLED)

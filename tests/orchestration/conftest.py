@@ -23,8 +23,8 @@ from lifeboat.stack import processes
 from tests.conftest import REPO_ROOT
 from tests.serving.serving_support import free_port
 
-RETRAIN = stack.RETRAIN_DAG
-ROLLBACK = stack.ROLLBACK_DAG
+RETRAIN = stack.retrain_dag("titanic")
+ROLLBACK = stack.rollback_dag("titanic")
 #: What the tests change in the stack's environment: shorter training, quicker retries and polling.
 TEST_ENV = {
     "LIFEBOAT_MODEL_FAMILIES": '["lr"]',

@@ -141,6 +141,24 @@ def test_start_reuse_and_stop_with_children(tmp_path: Path) -> None:
     assert processes.stop(paths, "demo") is False
 
 
+def test_stop_also_ends_children_in_a_process_group_of_their_own(tmp_path: Path) -> None:
+    """Airflow runs each task (spark-submit, the Spark JVM) in its own process group: `make stop` during
+    a run (adult's trains in the background after `make run`) must end those too."""
+    paths = paths_in(tmp_path)
+    child = (
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'], "
+        "start_new_session=True)"
+    )
+    service = http_service(tmp_path, free_port(), extra=child)
+    processes.ensure_running(service, paths, print)
+    pid = processes.running_pid(paths, "demo")
+    assert pid is not None
+    children = psutil.Process(pid).children(recursive=True)
+    assert any(os.getpgid(c.pid) != os.getpgid(pid) for c in children)
+    assert processes.stop(paths, "demo", timeout=10) is True
+    assert all(not c.is_running() or c.status() == psutil.STATUS_ZOMBIE for c in children)
+
+
 def test_a_reused_pid_is_never_signalled(tmp_path: Path) -> None:
     """A pid file whose process start time does not match belongs to another process: leave it alone."""
     paths = paths_in(tmp_path)
