@@ -46,13 +46,11 @@ def _print_stack_summary(settings: Settings, datasets: list[str]) -> None:
 
     where = stack.urls(settings)
     paths = processes.StackPaths.from_settings(settings)
-    found = stack.load_secrets(paths)
     served = set(settings.served_datasets())
     examples = [_prediction_example(settings, d, where["serving"]) for d in datasets if d in served]
     print(
-        f"\nAirflow UI      {where['airflow']}   (user {stack.AIRFLOW_USER}, password "
-        f"{found['airflow_admin_password']})\n"
-        f"                password kept in {paths.secrets_file}\n"
+        f"\nAirflow UI      {where['airflow']}   (user {stack.AIRFLOW_USER})\n"
+        f'                password: "airflow_admin_password" in {paths.secrets_file} (yours only)\n'
         f"MLflow UI       {where['mlflow']}\n"
         f"Prediction API  {where['serving']}/docs\n\n"
         "Try a prediction (each dataset answers once its first run has promoted a model):\n"

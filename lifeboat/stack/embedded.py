@@ -66,12 +66,20 @@ def _fernet_key() -> str:
     return Fernet.generate_key().decode()
 
 
+def private_dir(path: Path) -> None:
+    """Create ``path`` (the state folder: secrets, MLflow store, logs) readable by its owner only (0700),
+    whatever the umask, and make an existing one private too."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
 def load_secrets(paths: StackPaths) -> dict[str, str]:
     """The stack's secrets, generated on first use and kept (mode 0600) in ``secrets.json``.
 
     A secret the file lacks is generated and added; existing ones are never replaced, so the Airflow
     password and the Fernet key stay valid across restarts.
     """
+    private_dir(paths.root)
     stored: dict[str, str] = {}
     if paths.secrets_file.is_file():
         try:
@@ -83,9 +91,11 @@ def load_secrets(paths: StackPaths) -> dict[str, str]:
     missing = {name: make() for name, make in wanted.items() if not stored.get(name)}
     if missing:
         stored.update(missing)
-        paths.root.mkdir(parents=True, exist_ok=True)
         tmp = paths.secrets_file.with_name(".secrets.json.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # A leftover (or planted) temp file or symlink is removed, then the file is created new: O_EXCL and
+        # O_NOFOLLOW make sure the secrets never go through a link to somewhere else.
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(stored, handle, indent=2, sort_keys=True)
         os.replace(tmp, paths.secrets_file)

@@ -42,6 +42,21 @@ def test_secrets_are_generated_once_private_and_kept(tmp_path: Path) -> None:
     assert again["reload_token"] != first["reload_token"]
 
 
+def test_the_state_folder_is_private_and_a_planted_link_is_not_followed(tmp_path: Path) -> None:
+    paths = paths_in(tmp_path)
+    paths.root.mkdir(mode=0o755, parents=True)
+    os.chmod(paths.root, 0o755)  # made earlier by another command, with a permissive umask
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not yours")
+    (paths.root / ".secrets.json.tmp").symlink_to(victim)
+    found = stack.load_secrets(paths)
+    assert stat.S_IMODE(paths.root.stat().st_mode) == 0o700
+    assert victim.read_text() == "not yours"
+    assert json.loads(paths.secrets_file.read_text()) == found
+    assert not paths.secrets_file.is_symlink()
+    assert not (paths.root / ".secrets.json.tmp").exists()
+
+
 def test_unreadable_secrets_file_is_an_error_not_a_reset(tmp_path: Path) -> None:
     paths = paths_in(tmp_path)
     paths.root.mkdir(parents=True)

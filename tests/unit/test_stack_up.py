@@ -277,8 +277,13 @@ def curl_payloads(out: str) -> dict[str, Any]:
 
 
 def test_up_prints_a_curl_of_each_dataset_s_example(
-    up_command: Callable[..., tuple[int, str, FakeAirflow]], capsys: pytest.CaptureFixture[str]
+    up_command: Callable[..., tuple[int, str, FakeAirflow]],
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
+    from lifeboat.stack import processes
+
+    password = stack.load_secrets(processes.StackPaths(tmp_path / "state"))["airflow_admin_password"]
     code, out, client = up_command(capsys, fake_airflow("titanic", "adult"))
     assert code == cli.EXIT_OK
     assert ("trigger", "adult_retrain") in client.steps()
@@ -288,6 +293,8 @@ def test_up_prints_a_curl_of_each_dataset_s_example(
     serving = "http://127.0.0.1:8000"
     assert payloads == {f"{serving}/predict": titanic, f"{serving}/v1/datasets/adult/predict": adult}
     assert "Airflow UI      http://127.0.0.1:8080" in out
+    assert '"airflow_admin_password" in ' in out  # where the password is, never the password
+    assert password not in out
 
 
 def test_with_another_default_dataset_titanic_is_scored_on_its_own_route(
