@@ -51,7 +51,8 @@ RETRAIN_DOC = """
 3. **drift_report** - Evidently: the champion's training rows vs the newest batch (new data) or the
    logged prediction requests; HTML in the "Drift reports" page and in MLflow.
 4. **decide_training** - train when there is no champion, when the run asks for it
-   (`retrain_without_changes`), or when the drift policy says so; otherwise the run ends here.
+   (`retrain_without_changes`), when the dataset spec changed since the champion was trained, or when
+   the drift policy says so; otherwise the run ends here.
 5. **preprocess**, **train** - Spark jobs (`jobs/preprocess.py`, `jobs/train.py`) through the
    `spark_default` connection (`local[*]` or a cluster).
 6. **evaluate_gate** - challenger and champion on the same holdout; the decision and its numbers become

@@ -31,6 +31,15 @@ class PulledData(StepResult):
     champion_version: str | None
     champion_data_fingerprint: str | None
     new_data: bool
+    #: The dataset spec now and the one the champion was trained with (its ``dataset_spec_fingerprint`` tag).
+    spec_fingerprint: str | None = None
+    champion_spec_fingerprint: str | None = None
+
+    @property
+    def spec_changed(self) -> bool:
+        """The spec changed since the champion was trained (a champion without the tag predates specs)."""
+        champion = self.champion_spec_fingerprint
+        return bool(champion) and self.spec_fingerprint != champion
 
 
 class ValidatedFile(StepResult):

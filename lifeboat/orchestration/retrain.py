@@ -32,6 +32,7 @@ from lifeboat.orchestration.results import (
     ValidatedFile,
 )
 from lifeboat.settings import Settings
+from lifeboat.training.summary import DATASET_SPEC_TAG
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +139,13 @@ def pull_data(settings: Settings) -> PulledData:
     """``dvc pull`` the tracked data, then fingerprint the files a training run reads.
 
     ``new_data`` is true when the fingerprint differs from the champion's ``data_fingerprint`` tag (or
-    there is no champion yet): the files this run would train on are not the ones the champion saw.
+    there is no champion yet): the files this run would train on are not the ones the champion saw. The
+    spec's fingerprint is recorded beside the champion's ``dataset_spec_fingerprint`` tag: an edited spec
+    is a reason to retrain too (:func:`decide_training`).
     """
     from lifeboat.data import lineage
     from lifeboat.data import versioning as data
+    from lifeboat.dataset.spec import spec_of
     from lifeboat.registry import store as registry
 
     data.pull(settings=settings)
@@ -150,7 +154,8 @@ def pull_data(settings: Settings) -> PulledData:
     current = lineage.data_fingerprint(f.md5 for f in fingerprint.files)
     registry.configure_mlflow(settings)
     champion = registry.version_by_alias(settings.model_name, registry.CHAMPION)
-    champion_fingerprint = (champion.tags or {}).get("data_fingerprint") if champion is not None else None
+    tags = (champion.tags or {}) if champion is not None else {}
+    champion_fingerprint = tags.get("data_fingerprint")
     result = PulledData(
         files=[str(f.path) for f in fingerprint.files],
         rows=fingerprint.total_rows,
@@ -158,6 +163,8 @@ def pull_data(settings: Settings) -> PulledData:
         champion_version=str(champion.version) if champion is not None else None,
         champion_data_fingerprint=champion_fingerprint,
         new_data=champion_fingerprint != current,
+        spec_fingerprint=spec_of(settings).fingerprint(),
+        champion_spec_fingerprint=tags.get(DATASET_SPEC_TAG),
     )
     logger.info(
         "data: %d file(s), %d rows, fingerprint %s (champion's: %s)",
@@ -240,13 +247,23 @@ def _log_drift_run(settings: Settings, summary: Any, run_id: str) -> None:
 def decide_training(
     settings: Settings, params: RunParams, pulled: PulledData, drift_summary: DriftStep
 ) -> TrainingDecision:
-    """Whether this run trains, and why: no champion yet, the run's override, or the drift policy."""
+    """Whether this run trains, and why: no champion yet, the run's override, an edited dataset spec, or
+    the drift policy."""
     from lifeboat.monitoring.drift import should_retrain
 
     if not pulled.champion_version:
         return TrainingDecision(train=True, reason="no champion yet: the first model is trained")
     if params.retrain_without_changes:
         return TrainingDecision(train=True, reason="retrain_without_changes is set for this run")
+    if pulled.spec_changed:
+        return TrainingDecision(
+            train=True,
+            reason=(
+                f"the dataset spec changed since champion v{pulled.champion_version} was trained "
+                f"(fingerprint {str(pulled.champion_spec_fingerprint)[:12]} -> "
+                f"{str(pulled.spec_fingerprint)[:12]})"
+            ),
+        )
     summary = None if drift_summary.status == "skipped" else drift_summary.model_dump(exclude_none=True)
     train, reason = should_retrain(summary, pulled.new_data, settings.drift_policy)
     return TrainingDecision(train=train, reason=reason)

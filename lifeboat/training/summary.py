@@ -14,6 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 SUMMARY_NAME = "train_summary.json"
+#: Tag of every run and registered version: the fingerprint of the dataset spec it was trained with.
+DATASET_SPEC_TAG = "dataset_spec_fingerprint"
 
 
 class TrainSummaryError(ValueError):

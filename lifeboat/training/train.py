@@ -69,7 +69,7 @@ from lifeboat.training.selection import (
     score,
     stratified_sample,
 )
-from lifeboat.training.summary import SUMMARY_NAME, TrainResult
+from lifeboat.training.summary import DATASET_SPEC_TAG, SUMMARY_NAME, TrainResult
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -80,8 +80,6 @@ logger = logging.getLogger(__name__)
 SPARK_MODEL_PATH = "spark_model"
 #: Run artifacts other jobs read (the drift report uses the reference sample).
 SPEC_ARTIFACT = "data/encoder.json"
-#: Tag of every run and registered version: the fingerprint of the dataset spec it was trained with.
-DATASET_SPEC_TAG = "dataset_spec_fingerprint"
 PREPROCESS_SUMMARY_ARTIFACT = "data/preprocess_summary.json"
 REFERENCE_ARTIFACT = "data/train_reference.csv"
 TRAIN_SUMMARY_ARTIFACT = f"data/{SUMMARY_NAME}"

@@ -129,6 +129,23 @@ def test_decide_training(
     assert decision.reason
 
 
+@pytest.mark.parametrize("policy", ["retrain_on_drift", "report_only"])
+def test_an_edited_spec_is_a_reason_to_retrain(tmp_path: Path, policy: str) -> None:
+    settings = make_settings(tmp_path, drift_policy=policy)
+    params = retrain.RunParams.from_params({}, settings)
+    edited = SAME.model_copy(update={"spec_fingerprint": "f" * 64, "champion_spec_fingerprint": "e" * 64})
+    decision = retrain.decide_training(settings, params, edited, NO_DRIFT)
+    assert decision.train is True
+    assert decision.reason == (
+        "the dataset spec changed since champion v3 was trained (fingerprint eeeeeeeeeeee -> ffffffffffff)"
+    )
+    same_spec = SAME.model_copy(update={"spec_fingerprint": "f" * 64, "champion_spec_fingerprint": "f" * 64})
+    assert retrain.decide_training(settings, params, same_spec, NO_DRIFT).train is False
+    # A champion trained before specs existed (no tag) is not retrained for that alone.
+    untagged = SAME.model_copy(update={"spec_fingerprint": "f" * 64})
+    assert retrain.decide_training(settings, params, untagged, NO_DRIFT).train is False
+
+
 def gate_step(passed: bool, dry_run: bool) -> GateStep:
     return GateStep(
         model_name="m",
