@@ -105,11 +105,12 @@ def test_both_lanes_of_predict_answer_the_same_bytes(
     predictions_fast = predictions.passenger_from_json_body
     monkeypatch.setattr(predictions, "passenger_from_json_body", spy)
     rows = [*test_rows[:40], {"Pclass": 2, "Sex": "female", "SibSp": 1, "Parch": 2}]
-    for row in rows:
+    for i, row in enumerate(rows):
         body = json.dumps(row).encode()
-        fast = served.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        same_id = {"X-Request-ID": f"lanes-{i}"}
+        fast = served.post("/predict", content=body, headers={"Content-Type": "application/json", **same_id})
         declared = served.post(
-            "/predict", content=body, headers={"Content-Type": "application/json; charset=utf-8"}
+            "/predict", content=body, headers={"Content-Type": "application/json; charset=utf-8", **same_id}
         )
         assert fast.status_code == declared.status_code == 200
         assert fast.content == declared.content
