@@ -207,7 +207,7 @@ class PredictionOut(BaseModel):
     request_id: str = Field(
         ...,
         description="The row's id, stored with it in the prediction log: the request's id (a valid "
-        "client-sent X-Request-ID, 1-128 characters of A-Za-z0-9._:-, else a generated uuid4 hex); "
+        "client-sent X-Request-ID, 1-128 characters of A-Za-z0-9._:-, else a generated UUIDv7 hex); "
         "row i (from 0) of a batch gets '<id>-<i>'",
     )
 

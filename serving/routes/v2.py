@@ -11,7 +11,7 @@
   "data": [...]}, ...]}``; ``null`` marks a missing value of an optional column.
 
 The answer's ``id`` is the request's: its ``id`` echoed (a non-empty string), else a valid ``X-Request-ID``
-header, else a generated one (uuid4 hex); the ``X-Request-ID`` response header repeats it when it is a
+header, else a generated one (UUIDv7 hex); the ``X-Request-ID`` response header repeats it when it is a
 valid id (:mod:`serving.request_ids`). Row ``i`` (from 0) is logged with the id ``<id>-<i>``.
 
 Errors are ``{"error": "..."}``: 400 for a bad request (unknown input, wrong datatype or shape, invalid

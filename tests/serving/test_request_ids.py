@@ -4,13 +4,15 @@
 from __future__ import annotations
 
 import re
+import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from lifeboat.monitoring.prediction_log import read_window
-from serving.request_ids import is_valid, row_ids
+from serving.request_ids import is_valid, new_id, row_ids
 from tests.serving.serving_support import StoreRef
 
 pytestmark = pytest.mark.integration
@@ -25,7 +27,7 @@ PASSENGER = {
     "Fare": 71.28,
 }
 OTHER = {"Pclass": 3, "Sex": "male", "Age": 22.0, "SibSp": 0, "Parch": 0, "Embarked": "S", "Fare": 7.25}
-GENERATED = re.compile(r"[0-9a-f]{32}")
+GENERATED = re.compile(r"[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}")  # UUIDv7, 32 hex digits
 V1 = "/v1/datasets/titanic"
 
 
@@ -54,6 +56,16 @@ def test_valid_ids_and_batch_row_ids() -> None:
     assert all(is_valid(v) for v in ("a", "req-1.2_3:x", "A" * 128))
     assert not any(is_valid(v) for v in (None, "", "A" * 129, "has space", "é", "a/b", "x\ny"))
     assert row_ids("abc", 3) == ["abc-0", "abc-1", "abc-2"]
+
+
+def test_generated_ids_are_uuid7_in_time_order() -> None:
+    ids = [new_id() for _ in range(1000)]
+    assert all(GENERATED.fullmatch(i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert uuid.UUID(ids[0]).version == 7
+    stamps = [int(i[:12], 16) for i in ids]  # milliseconds: ordered, near now
+    assert stamps == sorted(stamps)
+    assert abs(stamps[-1] - time.time() * 1000) < 60_000
 
 
 def test_single_prediction_has_a_generated_id_in_body_header_and_log(client: Any) -> None:
