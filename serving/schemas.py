@@ -181,7 +181,7 @@ def batch_rows_adapter() -> TypeAdapter[Any]:
 
 
 class PredictionOut(BaseModel):
-    """The seed's response contract, plus the version of the model that answered."""
+    """The seed's response contract, plus the version of the model that answered and the row's id."""
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -191,6 +191,7 @@ class PredictionOut(BaseModel):
                     "probability_survive": 0.834,
                     "drift_alerts": "No drift detected",
                     "model_version": "3",
+                    "request_id": "6f1c0b9e8d7a4c3b9a2e1f0d5c4b3a29",
                 }
             ]
         },
@@ -203,6 +204,12 @@ class PredictionOut(BaseModel):
         description="What in the passenger lies outside the training data, or exactly 'No drift detected'",
     )
     model_version: str = Field(..., description="Registered model version that scored the passenger")
+    request_id: str = Field(
+        ...,
+        description="The row's id, stored with it in the prediction log: the request's id (a valid "
+        "client-sent X-Request-ID, 1-128 characters of A-Za-z0-9._:-, else a generated UUIDv7 hex); "
+        "row i (from 0) of a batch gets '<id>-<i>'",
+    )
 
 
 class BatchOut(BaseModel):

@@ -50,22 +50,32 @@ class Scored:
     probabilities: list[float]
     survived: list[int]
     version: str
+    request_ids: Sequence[str]
 
     def log_to(self, prediction_log: PredictionLog | None) -> None:
         """Queue the passengers on the prediction log (never blocks: see :meth:`PredictionLog.append`)."""
         if prediction_log is not None:
-            prediction_log.append(self.passengers, self.probabilities, self.survived, self.version)
+            prediction_log.append(
+                self.passengers,
+                self.probabilities,
+                self.survived,
+                self.version,
+                request_ids=self.request_ids,
+            )
 
 
 def score(
     loaded: LoadedModel,
     passengers: Sequence[Mapping[str, Any]],
     metrics: DatasetMetrics,
+    request_ids: Sequence[str],
     answering: Answering = TITANIC,
 ) -> Scored:
     """Score and count passengers, without logging them (the caller logs, e.g. after answering).
 
-    ``answering`` names the columns read and the two answer fields (prediction: 1 for the positive class).
+    ``request_ids`` (one per passenger, see :mod:`serving.request_ids`) go into the results, after the
+    other fields, and into the log. ``answering`` names the columns read and the two answer fields
+    (prediction: 1 for the positive class).
     ``survived`` is derived from the *rounded* probability, so a client checking
     ``survived == (probability_survive >= 0.5)`` on the answer always agrees with it. The results are plain
     JSON-ready values (the routes serialise them without a response model), so the contract's ranges are
@@ -85,8 +95,8 @@ def score(
     version = loaded.version
     predicted, probability = answering.prediction, answering.probability
     results = [
-        {predicted: s, probability: p, "drift_alerts": a, "model_version": version}
-        for s, p, a in zip(survived, rounded, alerts, strict=True)
+        {predicted: s, probability: p, "drift_alerts": a, "model_version": version, "request_id": r}
+        for s, p, a, r in zip(survived, rounded, alerts, request_ids, strict=True)
     ]
     positives = sum(survived)
     if positives:
@@ -96,10 +106,11 @@ def score(
     drifted = len(alerts) - alerts.count(NO_DRIFT)
     if drifted:
         metrics.drift_alerts.inc(drifted)
-    return Scored(passengers, results, probabilities, survived, version)
+    return Scored(passengers, results, probabilities, survived, version, request_ids)
 
 
-_Waiting = tuple[LoadedModel, Mapping[str, Any], asyncio.Future[dict[str, Any]]]
+#: A request waiting for its turn's model call: the model it took, its row, its id, its answer to come.
+_Waiting = tuple[LoadedModel, Mapping[str, Any], str, asyncio.Future[dict[str, Any]]]
 
 
 class RowCoalescer:
@@ -125,8 +136,11 @@ class RowCoalescer:
         self._answering = answering
         self._waiting: list[_Waiting] = []
 
-    async def score_one(self, loaded: LoadedModel, passenger: Mapping[str, Any]) -> dict[str, Any]:
-        """One passenger's result, scored by ``loaded`` and logged with the other requests of its turn.
+    async def score_one(
+        self, loaded: LoadedModel, passenger: Mapping[str, Any], request_id: str
+    ) -> dict[str, Any]:
+        """One passenger's result (with ``request_id``), scored by ``loaded`` and logged with the other
+        requests of its turn.
 
         Raises what :func:`score` raises for this passenger (e.g. :class:`InvalidProbabilityError`).
         """
@@ -134,7 +148,7 @@ class RowCoalescer:
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         if not self._waiting:
             loop.call_soon(self._flush)
-        self._waiting.append((loaded, passenger, future))
+        self._waiting.append((loaded, passenger, request_id, future))
         return await future
 
     def _flush(self) -> None:
@@ -149,23 +163,24 @@ class RowCoalescer:
                 self._score(loaded, waiting[start:end])
                 start = end
         finally:  # whatever happened, no request may wait forever
-            for _, _, future in waiting:
+            for *_, future in waiting:
                 if not future.done():
                     future.set_exception(RuntimeError("the request was not scored"))
 
     def _score(self, loaded: LoadedModel, group: list[_Waiting]) -> None:
         try:
             answering = self._answering(loaded) if self._answering is not None else TITANIC
-            scored = score(loaded, [passenger for _, passenger, _ in group], self.metrics, answering)
+            rows = [passenger for _, passenger, _, _ in group]
+            scored = score(loaded, rows, self.metrics, [rid for _, _, rid, _ in group], answering)
         except Exception as exc:  # the request(s) it concerns raise it as their own error
             if len(group) > 1:
                 for item in group:  # find the row(s) at fault: every other request gets its answer
                     self._score(loaded, [item])
-            elif not group[0][2].done():
-                group[0][2].set_exception(exc)
+            elif not group[0][3].done():
+                group[0][3].set_exception(exc)
             return
         self.metrics.predict_model_calls.inc()
         scored.log_to(self.prediction_log)
-        for (_, _, future), result in zip(group, scored.results, strict=True):
+        for (*_, future), result in zip(group, scored.results, strict=True):
             if not future.done():  # a request cancelled meanwhile (client gone) needs no answer
                 future.set_result(result)

@@ -2,8 +2,10 @@
 
 The columns come from the dataset spec (:func:`log_columns`): every raw column but the label, typed as the
 spec types it. A log written under an older spec keeps its rows: a column the spec gained is added to the
-table (older rows hold NULL there), a column it dropped stays and is no longer filled.
-:func:`read_window` reads the newest rows back as a typed frame.
+table (older rows hold NULL there), a column it dropped stays and is no longer filled. The same goes for the
+metadata: a log written before ``request_id`` existed gains the column (and its index) when a writer opens
+it; its older rows hold NULL there. :func:`read_window` reads the newest rows back as a typed frame (a file
+no writer has migrated yet reads as if the missing columns were NULL).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,8 +24,11 @@ import pandas as pd
 from lifeboat.dataset.models import DatasetSpec
 
 TABLE = "predictions"
-#: Columns written besides the dataset's raw columns.
-META_COLUMNS: tuple[str, ...] = ("logged_at", "model_version", "probability", "prediction")
+#: Columns written besides the dataset's raw columns. ``request_id`` is the row's id (see
+#: :mod:`serving.request_ids`), indexed so that late labels can be joined to their predictions.
+META_COLUMNS: tuple[str, ...] = ("logged_at", "model_version", "probability", "prediction", "request_id")
+#: Metadata columns added after the first layout: (name, SQL type) added to older tables, each indexed.
+_ADDED_META: tuple[tuple[str, str], ...] = (("request_id", "TEXT"),)
 BUSY_TIMEOUT_MS = 5000
 
 Kind = Literal["int", "float", "str", "bool"]
@@ -32,8 +38,9 @@ _KIND_OF_SQL: dict[str, Kind] = {"INTEGER": "int", "REAL": "float", "TEXT": "str
 #: first of all (which SQLite would store as BLOBs), is converted by :func:`cell`.
 _PLAIN_TYPES = frozenset({int, float, str, bool, type(None)})
 
-#: One queued request: records, probabilities, predictions, model version, time of the request.
-Item = tuple[Sequence[Mapping[str, Any]], Sequence[float], Sequence[int], str, datetime]
+#: One queued request: records, probabilities, predictions, model version, time of the request, and the
+#: rows' request ids (None: the rows have none, NULL in the table).
+Item = tuple[Sequence[Mapping[str, Any]], Sequence[float], Sequence[int], str, datetime, Sequence[str] | None]
 
 
 @dataclass(frozen=True)
@@ -132,11 +139,15 @@ class LogTable:
         raw = ", ".join(f"{quoted(c.name)} {_SQL_TYPES[c.kind]}" for c in self.columns)
         connection.execute(
             f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY, logged_at TEXT NOT NULL, "
-            f"model_version TEXT NOT NULL, probability REAL NOT NULL, prediction INTEGER NOT NULL"
-            + (f", {raw})" if raw else ")")
+            f"model_version TEXT NOT NULL, probability REAL NOT NULL, prediction INTEGER NOT NULL, "
+            f"request_id TEXT" + (f", {raw})" if raw else ")")
         )
         connection.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_logged_at ON {TABLE} (logged_at)")
         present = {row[1] for row in connection.execute(f"PRAGMA table_info({TABLE})")}
+        for name, sql_type in _ADDED_META:
+            if name not in present:
+                connection.execute(f"ALTER TABLE {TABLE} ADD COLUMN {quoted(name)} {sql_type}")
+            connection.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_{name} ON {TABLE} ({quoted(name)})")
         for column in self.columns:
             if column.name not in present:
                 connection.execute(
@@ -151,10 +162,16 @@ class LogTable:
         names = self.raw_names
         values: list[Any] = [
             value
-            for records, probabilities, predictions, version, logged_at in group
+            for records, probabilities, predictions, version, logged_at, ids in group
             for at in (timestamp(logged_at),)
-            for record, p, y in zip(records, probabilities, predictions, strict=True)
-            for value in (at, version, p, y, *map(record.get, names))
+            for record, p, y, rid in zip(
+                records,
+                probabilities,
+                predictions,
+                repeat(None, len(records)) if ids is None else ids,
+                strict=True,
+            )
+            for value in (at, version, p, y, rid, *map(record.get, names))
         ]
         if not _PLAIN_TYPES.issuperset(map(type, values)):
             width = self.row_width
@@ -175,6 +192,10 @@ class LogTable:
             start = end
 
 
+#: The metadata as columns, for :func:`_select` (their kinds are not used there).
+_META = tuple(LogColumn(name, "str") for name in META_COLUMNS)
+
+
 def _table_columns(connection: sqlite3.Connection) -> tuple[LogColumn, ...]:
     """The raw columns of an existing table, typed by their declared SQL type."""
     rows = connection.execute(f"PRAGMA table_info({TABLE})").fetchall()
@@ -183,6 +204,11 @@ def _table_columns(connection: sqlite3.Connection) -> tuple[LogColumn, ...]:
         for _, name, sql_type, *_ in rows
         if name != "id" and name not in META_COLUMNS
     )
+
+
+def _present_meta(connection: sqlite3.Connection) -> set[str]:
+    """The metadata columns the table has (an unmigrated older log lacks the later ones)."""
+    return {row[1] for row in connection.execute(f"PRAGMA table_info({TABLE})")} & set(META_COLUMNS)
 
 
 def read_window(
@@ -213,7 +239,8 @@ def read_window(
             present = _table_columns(connection)
             if columns is None:
                 wanted = present
-            rows = _select(connection, wanted, {c.name for c in present}, last_n, since)
+            names_present = {c.name for c in present} | _present_meta(connection)
+            rows = _select(connection, wanted, names_present, last_n, since)
         finally:
             connection.close()
     names = [*(c.name for c in wanted), *META_COLUMNS]
@@ -227,6 +254,7 @@ def read_window(
     frame["model_version"] = frame["model_version"].astype("object")
     frame["probability"] = frame["probability"].astype("float64")
     frame["prediction"] = frame["prediction"].astype("int64")
+    frame["request_id"] = frame["request_id"].astype("object")
     return frame.reset_index(drop=True)
 
 
@@ -237,16 +265,15 @@ def _select(
     last_n: int | None,
     since: datetime | str | None,
 ) -> list[Any]:
-    """The newest rows (oldest first) of ``wanted`` columns (NULL for those the table lacks)."""
+    """The newest rows (oldest first) of ``wanted`` columns, then the metadata (NULL for what the table
+    lacks: raw columns the spec gained, metadata added after the table was written)."""
     where = ""
     params: list[Any] = []
     if since is not None:
         moment = datetime.fromisoformat(since) if isinstance(since, str) else since
         where = "WHERE logged_at >= ?"
         params.append(timestamp(moment))
-    select = ", ".join(
-        [*(quoted(c.name) if c.name in present else "NULL" for c in wanted), *map(quoted, META_COLUMNS)]
-    )
+    select = ", ".join([*(quoted(c.name) if c.name in present else "NULL" for c in (*wanted, *_META))])
     sql = f"SELECT id, {select} FROM {TABLE} {where} ORDER BY id DESC"
     if last_n is not None:
         sql += " LIMIT ?"

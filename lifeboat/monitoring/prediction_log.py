@@ -2,8 +2,8 @@
 
 The prediction server appends one row per scored record (the dataset's raw columns, see
 :func:`lifeboat.monitoring.log_table.log_columns`, then the probability, the 0/1 prediction, the model
-version and the UTC time). The drift report reads the most recent rows back as a window with
-:func:`read_window`.
+version, the UTC time and the row's request id, indexed so that late labels can be joined to it). The drift
+report reads the most recent rows back as a window with :func:`read_window`.
 
 Logging must never slow down or fail a prediction. :meth:`PredictionLog.append` therefore does almost
 nothing on the request's thread: it counts the rows and puts the request's own objects (passengers,
@@ -161,8 +161,11 @@ class PredictionLog:
         predictions: Sequence[int],
         model_version: str,
         logged_at: datetime | None = None,
+        request_ids: Sequence[str] | None = None,
     ) -> bool:
         """Queue scored passengers for writing; False (and counted as dropped) when the queue is full.
+
+        ``request_ids`` are the rows' ids (one per passenger; None logs the rows without one).
 
         The objects are queued as they are and read later by the writer thread: the caller hands them over
         and must not change them afterwards. Values are stored as SQLite stores Python's ``int``, ``float``,
@@ -170,14 +173,25 @@ class PredictionLog:
         dropped (and counted).
         """
         count = len(passengers)
-        if len(probabilities) != count or len(predictions) != count:
+        if (
+            len(probabilities) != count
+            or len(predictions) != count
+            or (request_ids is not None and len(request_ids) != count)
+        ):
             raise ValueError(
-                f"{count} passenger(s) but {len(probabilities)} probabilities and "
-                f"{len(predictions)} predictions"
+                f"{count} passenger(s) but {len(probabilities)} probabilities, {len(predictions)} predictions"
+                + ("" if request_ids is None else f" and {len(request_ids)} request ids")
             )
         if not count:
             return True
-        item = (passengers, probabilities, predictions, model_version, logged_at or datetime.now(UTC))
+        item = (
+            passengers,
+            probabilities,
+            predictions,
+            model_version,
+            logged_at or datetime.now(UTC),
+            request_ids,
+        )
         with self._lock:
             if self._closed or self._pending + count > self.max_pending_rows:
                 self._dropped += count

@@ -6,7 +6,10 @@ nothing scored). Answers use the spec's ``response`` names::
 
     {"model_version": "3", "count": 1,
      "predictions": [{"<prediction>": 1, "<probability>": 0.834, "drift_alerts": "...",
-                      "model_version": "3"}]}
+                      "model_version": "3", "request_id": "..."}]}
+
+Request ids (:mod:`serving.request_ids`): the ``X-Request-ID`` header answers the request's id; the one
+record of ``/predict`` has that id, row ``i`` of a batch ``<id>-<i>``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.responses import Response
 
+from serving import request_ids
 from serving.batch_input import (
     BatchInvalid,
     json_or_invalid,
@@ -56,9 +60,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _answer(model_version: str, results: list[dict[str, Any]]) -> Response:
+def _answer(model_version: str, results: list[dict[str, Any]], request_id: str) -> Response:
     body = {"model_version": model_version, "count": len(results), "predictions": results}
-    return Response(to_json(body), media_type="application/json")
+    return Response(to_json(body), media_type="application/json", headers={request_ids.HEADER: request_id})
 
 
 def _record(schema: RequestSchema, body: bytes) -> dict[str, Any]:
@@ -82,16 +86,22 @@ def _record(schema: RequestSchema, body: bytes) -> dict[str, Any]:
     summary="Score one record of a dataset",
     responses={
         **_ERRORS,
-        200: {"description": "`{model_version, count: 1, predictions: [one result]}`"},
+        200: {
+            "description": "`{model_version, count: 1, predictions: [one result]}`; the result's "
+            "`request_id` is the request's id (`X-Request-ID`)",
+            "headers": request_ids.RESPONSE_HEADERS,
+        },
         422: {"description": "Invalid record: each error's `loc` names the field"},
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": {"type": "object"}}},
-            "description": "One raw record: the spec's input columns (see GET /v2/models/{dataset})",
+    openapi_extra=request_ids.openapi_extra(
+        {
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+                "description": "One raw record: the spec's input columns (see GET /v2/models/{dataset})",
+            }
         }
-    },
+    ),
 )
 async def predict_record(dataset: str, request: Request, state: StateDep) -> Response:
     """Score one record with the dataset's champion; the answer has the batch shape (count 1)."""
@@ -99,8 +109,9 @@ async def predict_record(dataset: str, request: Request, state: StateDep) -> Res
     await require_json(request)
     loaded = require_model(served)
     record = _record(loaded.schema, await request.body())
-    result = await served.coalescer.score_one(loaded, record)
-    return _answer(loaded.version, [result])
+    request_id = request_ids.request_id(request)
+    result = await served.coalescer.score_one(loaded, record, request_id)
+    return _answer(loaded.version, [result], request_id)
 
 
 async def _records_reader(
@@ -135,10 +146,11 @@ def _records_from_csv(schema: RequestSchema, data: bytes, max_rows: int) -> list
 
 
 def _score_records(
-    read: Callable[[], list[dict[str, Any]]], served: DatasetServing, loaded: LoadedModel
+    read: Callable[[], list[dict[str, Any]]], served: DatasetServing, loaded: LoadedModel, request_id: str
 ) -> tuple[Any, bytes]:
     records = read()
-    scored = score(loaded, records, served.metrics, answering_of(loaded))
+    ids = request_ids.row_ids(request_id, len(records))
+    scored = score(loaded, records, served.metrics, ids, answering_of(loaded))
     body = {"model_version": loaded.version, "count": len(scored.results), "predictions": scored.results}
     return scored, to_json(body)
 
@@ -148,33 +160,39 @@ def _score_records(
     summary="Score a batch of records of a dataset (JSON or CSV)",
     responses={
         **_ERRORS,
-        200: {"description": "`{model_version, count, predictions: [...]}` in request order"},
+        200: {
+            "description": "`{model_version, count, predictions: [...]}` in request order; row `i` "
+            "(from 0) has `request_id` `<id>-<i>`, `<id>` being the request's (`X-Request-ID`)",
+            "headers": request_ids.RESPONSE_HEADERS,
+        },
         422: {
             "model": BatchValidationError,
             "description": "Some rows are invalid: every bad row index and field is listed, nothing scored",
         },
     },
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["records"],
-                        "properties": {"records": {"type": "array", "items": {"type": "object"}}},
-                    }
+    openapi_extra=request_ids.openapi_extra(
+        {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["records"],
+                            "properties": {"records": {"type": "array", "items": {"type": "object"}}},
+                        }
+                    },
+                    "text/csv": {"schema": {"type": "string"}},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {CSV_FIELD: {"type": "string", "format": "binary"}},
+                        }
+                    },
                 },
-                "text/csv": {"schema": {"type": "string"}},
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "properties": {CSV_FIELD: {"type": "string", "format": "binary"}},
-                    }
-                },
-            },
+            }
         }
-    },
+    ),
 )
 async def predict_records(dataset: str, request: Request, state: StateDep) -> Response:
     """Score up to `LIFEBOAT_MAX_BATCH_ROWS` records: JSON `{"records": [...]}`, a CSV as `text/csv`, or a
@@ -182,10 +200,11 @@ async def predict_records(dataset: str, request: Request, state: StateDep) -> Re
     served = require_dataset(state, dataset)
     loaded = require_model(served)
     settings = state.settings
+    request_id = request_ids.request_id(request)
     try:
         read = await _records_reader(request, loaded.schema, settings.max_batch_rows, settings.max_body_bytes)
-        scored, body = await anyio.to_thread.run_sync(_score_records, read, served, loaded)
+        scored, body = await anyio.to_thread.run_sync(_score_records, read, served, loaded, request_id)
     except BatchInvalid as exc:
         return JSONResponse(exc.body(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     scored.log_to(served.prediction_log)
-    return Response(body, media_type="application/json")
+    return Response(body, media_type="application/json", headers={request_ids.HEADER: request_id})

@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from pydantic_core import to_json
 from starlette.responses import Response
 
+from serving import request_ids
 from serving.batch_input import (
     BatchInvalid,
     passenger_from_json_body,
@@ -54,19 +55,20 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _CSV_FIELD = CSV_FIELD
 
 
-def _json(content: Any) -> Response:
-    """Plain results as compact JSON, serialised by pydantic-core in one call.
+def _json(content: Any, request_id: str) -> Response:
+    """Plain results as compact JSON, serialised by pydantic-core in one call, with the request's id header.
 
     The same bytes FastAPI writes for the ``response_model``, without validating every result object on the
     way out (:func:`serving.scoring.score` checks the probabilities itself).
     """
-    return Response(to_json(content), media_type="application/json")
+    return Response(to_json(content), media_type="application/json", headers={request_ids.HEADER: request_id})
 
 
-async def _predict_one(state: ServingState, passenger: dict[str, Any]) -> Response:
+async def _predict_one(state: ServingState, passenger: dict[str, Any], request: Request) -> Response:
     """Score one validated passenger (503 without a model), together with the requests of its turn."""
     loaded = require_model(state)
-    return _json(await state.coalescer.score_one(loaded, passenger))
+    request_id = request_ids.request_id(request)
+    return _json(await state.coalescer.score_one(loaded, passenger, request_id), request_id)
 
 
 class _FastPassengerRoute(APIRoute):
@@ -87,7 +89,7 @@ class _FastPassengerRoute(APIRoute):
             if request.headers.get("content-type") == "application/json":
                 passenger = passenger_from_json_body(await request.body())
                 if passenger is not None:
-                    return await _predict_one(request.app.state.serving, passenger)
+                    return await _predict_one(request.app.state.serving, passenger, request)
             return await declared(request)  # the body read above is cached on the request
 
         return handler
@@ -104,10 +106,12 @@ async def predict(
         ),
     ],
     state: StateDep,
+    request: Request,
 ) -> Response:
     """The seed's contract: `survived` (0/1), `probability_survive` (3 decimals), `drift_alerts`
-    (exactly "No drift detected" when nothing is off), plus `model_version`."""
-    return await _predict_one(state, passenger.model_dump())
+    (exactly "No drift detected" when nothing is off), plus `model_version` and `request_id` (also in the
+    `X-Request-ID` header: the client's own when valid, else generated)."""
+    return await _predict_one(state, passenger.model_dump(), request)
 
 
 router.add_api_route(
@@ -117,7 +121,12 @@ router.add_api_route(
     response_model=PredictionOut,
     summary="Score one passenger",
     dependencies=[Depends(require_json)],
-    responses={**_ERRORS, 422: {"description": "Invalid passenger: each error's `loc` names the field"}},
+    responses={
+        **_ERRORS,
+        200: {"headers": request_ids.RESPONSE_HEADERS},
+        422: {"description": "Invalid passenger: each error's `loc` names the field"},
+    },
+    openapi_extra=request_ids.openapi_extra(),
     route_class_override=_FastPassengerRoute,
 )
 
@@ -181,11 +190,14 @@ async def _batch_reader(
     )
 
 
-def _score_batch(read: Callable[[], list[dict[str, Any]]], state: ServingState) -> tuple[Scored, bytes]:
+def _score_batch(
+    read: Callable[[], list[dict[str, Any]]], state: ServingState, request_id: str
+) -> tuple[Scored, bytes]:
     """Validate (422), take the model (503), score and serialise: one trip to a worker thread per batch."""
     passengers = read()
     loaded = require_model(state)
-    scored = score(loaded, passengers, state.default.metrics)
+    ids = request_ids.row_ids(request_id, len(passengers))
+    scored = score(loaded, passengers, state.default.metrics, ids)
     answer = {"model_version": loaded.version, "count": len(scored.results), "predictions": scored.results}
     return scored, to_json(answer)
 
@@ -194,9 +206,10 @@ def _score_batch(read: Callable[[], list[dict[str, Any]]], state: ServingState) 
     "/predict/batch",
     response_model=BatchOut,
     summary="Score a batch of passengers (JSON or CSV)",
-    openapi_extra={"requestBody": _BATCH_BODY},
+    openapi_extra=request_ids.openapi_extra({"requestBody": _BATCH_BODY}),
     responses={
         **_ERRORS,
+        200: {"headers": request_ids.RESPONSE_HEADERS},
         422: {
             "model": BatchValidationError,
             "description": "Some rows are invalid: every bad row index and field is listed, "
@@ -209,13 +222,15 @@ async def predict_batch(request: Request, state: StateDep) -> Any:
 
     Accepted bodies: JSON `{"passengers": [...]}`, a CSV as `text/csv`, or a CSV uploaded as the multipart
     file field `file`. The batch is all or nothing: any invalid row gives a 422 listing every invalid row
-    (index from 0) and field, and no row is scored.
+    (index from 0) and field, and no row is scored. The `X-Request-ID` header answers the request's id
+    (the client's own when valid, else generated); row `i` (from 0) gets `request_id` `<id>-<i>`.
     """
     settings = state.settings
+    request_id = request_ids.request_id(request)
     try:
         read = await _batch_reader(request, settings.max_batch_rows, settings.max_body_bytes)
-        scored, answer = await anyio.to_thread.run_sync(_score_batch, read, state)
+        scored, answer = await anyio.to_thread.run_sync(_score_batch, read, state, request_id)
     except BatchInvalid as exc:
         return JSONResponse(exc.body(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     scored.log_to(state.prediction_log)  # microseconds whatever the size: the log's thread does the work
-    return Response(answer, media_type="application/json")
+    return Response(answer, media_type="application/json", headers={request_ids.HEADER: request_id})

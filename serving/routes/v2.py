@@ -10,6 +10,10 @@
   pandas codec sends a DataFrame: ``{"inputs": [{"name": "Age", "shape": [N], "datatype": "FP64",
   "data": [...]}, ...]}``; ``null`` marks a missing value of an optional column.
 
+The answer's ``id`` is the request's: its ``id`` echoed (a non-empty string), else a valid ``X-Request-ID``
+header, else a generated one (UUIDv7 hex); the ``X-Request-ID`` response header repeats it when it is a
+valid id (:mod:`serving.request_ids`). Row ``i`` (from 0) is logged with the id ``<id>-<i>``.
+
 Errors are ``{"error": "..."}``: 400 for a bad request (unknown input, wrong datatype or shape, invalid
 value: the message names the input and row), 404 for an unknown model or version, 503 when the model is
 not loaded.
@@ -18,7 +22,6 @@ not loaded.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +32,7 @@ from pydantic import ValidationError
 from pydantic_core import to_json
 from starlette.responses import Response
 
+from serving import request_ids
 from serving.datasets import DatasetServing, answering_of
 from serving.model_holder import LoadedModel
 from serving.scoring import Scored, score
@@ -241,14 +245,34 @@ def _requested_outputs(request: Mapping[str, Any], schema: RequestSchema) -> lis
     return [str(n) for n in names]
 
 
-@router.post("/models/{dataset}/infer", summary="Inference (Open Inference Protocol)")
+def _request_id(payload: Mapping[str, Any], request: Request) -> str:
+    """The request's id: its ``id`` (echoed, as the protocol says), else the header's, else a new one."""
+    sent = payload.get("id")
+    return sent if isinstance(sent, str) and sent else request_ids.request_id(request)
+
+
+_INFER_OPENAPI: dict[str, Any] = {
+    "openapi_extra": request_ids.openapi_extra(),
+    "responses": {
+        200: {
+            "description": "The outputs; `id` is the request's `id`, else its `X-Request-ID`, else "
+            "generated; row `i` is logged as `<id>-<i>`",
+            "headers": request_ids.RESPONSE_HEADERS,
+        }
+    },
+}
+
+
+@router.post("/models/{dataset}/infer", summary="Inference (Open Inference Protocol)", **_INFER_OPENAPI)
 async def infer(dataset: str, request: Request, state: StateDep) -> Response:
     """Score the rows of the input tensors; outputs: prediction (INT64), probability (FP64), drift alerts
     (BYTES), each of shape ``[N]``."""
     return await infer_version(dataset, None, request, state)
 
 
-@router.post("/models/{dataset}/versions/{version}/infer", summary="Inference with one version")
+@router.post(
+    "/models/{dataset}/versions/{version}/infer", summary="Inference with one version", **_INFER_OPENAPI
+)
 async def infer_version(dataset: str, version: str | None, request: Request, state: StateDep) -> Response:
     """Inference when the served model is this version (else 404)."""
     try:
@@ -269,16 +293,20 @@ async def infer_version(dataset: str, version: str | None, request: Request, sta
             )
     except (InferenceError, UnknownDataset) as exc:
         return _error(exc)
+    request_id = _request_id(payload, request)
+    ids = request_ids.row_ids(request_id, len(records))
     if len(records) > _INLINE_ROWS:  # larger requests are scored off the event loop
-        scored = await anyio.to_thread.run_sync(score, loaded, records, served.metrics, answering_of(loaded))
+        scored = await anyio.to_thread.run_sync(
+            score, loaded, records, served.metrics, ids, answering_of(loaded)
+        )
     else:
-        scored = score(loaded, records, served.metrics, answering_of(loaded))
+        scored = score(loaded, records, served.metrics, ids, answering_of(loaded))
     scored.log_to(served.prediction_log)
-    request_id = payload.get("id")
     body = {
         "model_name": dataset,
         "model_version": loaded.version,
-        "id": request_id if isinstance(request_id, str) else str(uuid.uuid4()),
+        "id": request_id,
         "outputs": _outputs(scored, schema, wanted),
     }
-    return Response(to_json(body), media_type="application/json")
+    headers = {request_ids.HEADER: request_id} if request_ids.is_valid(request_id) else None
+    return Response(to_json(body), media_type="application/json", headers=headers)

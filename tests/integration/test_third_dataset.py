@@ -121,7 +121,7 @@ def test_the_server_answers_for_the_new_dataset(trained: tuple[Path, Settings]) 
         monkeypatch.undo()
     assert one.status_code == 200, one.text
     (answer,) = one.json()["predictions"]
-    assert set(answer) == {"prediction", "probability", "drift_alerts", "model_version"}
+    assert set(answer) == {"prediction", "probability", "drift_alerts", "model_version", "request_id"}
     assert answer["model_version"] == "1"
     assert answer["prediction"] == (1 if answer["probability"] >= 0.5 else 0)
     assert batch.status_code == 200, batch.text

@@ -23,7 +23,7 @@ import httpx
 from tests.serving.serving_support import StoreRef, free_port, stop_process_group
 
 #: The keys of the seed's response contract, plus the version of the model that answered.
-CONTRACT_KEYS = frozenset({"survived", "probability_survive", "drift_alerts", "model_version"})
+CONTRACT_KEYS = frozenset({"survived", "probability_survive", "drift_alerts", "model_version", "request_id"})
 
 
 # --- registered versions ------------------------------------------------------------------------------------
@@ -142,8 +142,8 @@ def mlflow_server(database: Path, workdir: Path) -> Iterator[MlflowServer]:
 def prediction_problem(body: Any, versions: Sequence[str] | frozenset[str]) -> str | None:
     """Why one prediction does not honour the contract (None when it does).
 
-    The seed's keys and nothing else; ``survived`` 0/1 agreeing with the probability; a probability in
-    [0, 1]; a text drift alert; a model version among ``versions``.
+    The seed's keys plus the model version and request id, nothing else; ``survived`` 0/1 agreeing with the
+    probability; a probability in [0, 1]; a text drift alert; a model version among ``versions``.
     """
     if not isinstance(body, dict):
         return f"not a JSON object: {body!r}"

@@ -25,6 +25,15 @@ TOKEN = "serving-tests-reload-token-0123456789"
 CHAMPION = "champion"
 
 
+def without_ids(answer: Any) -> Any:
+    """A prediction answer without its ``request_id`` fields (they differ from request to request)."""
+    if isinstance(answer, dict):
+        return {k: without_ids(v) for k, v in answer.items() if k != "request_id"}
+    if isinstance(answer, list):
+        return [without_ids(v) for v in answer]
+    return answer
+
+
 class StoreRef(NamedTuple):
     """An MLflow store holding ``model_name`` with the alias ``champion`` on ``version``."""
 

@@ -422,3 +422,53 @@ def test_a_request_that_cannot_be_stored_fails_alone(
     assert (stats.written, stats.failed, stats.pending) == (4, 3, 0)
     assert read_window(path)["PassengerId"].tolist() == [1, 2, 5, 6]
     assert "cannot write the prediction log" in caplog.text
+
+
+def test_request_ids_are_stored_indexed_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    log = new_log(path, max_rows=1000)
+    log.start()
+    assert log.append([passenger(1), passenger(2)], [0.1, 0.9], [0, 1], "1", request_ids=["r-0", "r-1"])
+    assert log.append([passenger(3)], [0.5], [1], "1", request_ids=["single"])
+    write(log, range(4, 5))  # no ids: NULL
+    assert log.flush()
+    log.close()
+    window = read_window(path, columns=TITANIC)
+    assert window["request_id"].tolist() == ["r-0", "r-1", "single", None]
+    with sqlite3.connect(path) as connection:
+        indexes = {row[1] for row in connection.execute("PRAGMA index_list(predictions)")}
+    assert "predictions_request_id" in indexes
+    with pytest.raises(ValueError, match="request ids"):
+        log.append([passenger(5)], [0.5], [1], "1", request_ids=["a", "b"])
+
+
+def test_an_old_log_without_request_ids_still_reads_and_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "predictions.sqlite"
+    with sqlite3.connect(path) as connection:  # the layout before request ids
+        raw = ", ".join(f'"{c.name}" {"TEXT" if c.kind == "str" else "REAL"}' for c in TITANIC)
+        connection.execute(
+            "CREATE TABLE predictions (id INTEGER PRIMARY KEY, logged_at TEXT NOT NULL, model_version TEXT "
+            f"NOT NULL, probability REAL NOT NULL, prediction INTEGER NOT NULL, {raw})"
+        )
+        connection.execute(
+            'INSERT INTO predictions (logged_at, model_version, probability, prediction, "PassengerId") '
+            "VALUES ('2026-01-01T00:00:00.000000+00:00', '1', 0.25, 0, 1)"
+        )
+    connection.close()
+    before = read_window(path, columns=TITANIC)  # read-only, not migrated: the column reads as missing
+    assert list(before.columns) == [*COLUMN_NAMES, *META_COLUMNS]
+    assert before["request_id"].tolist() == [None]
+
+    log = new_log(path, max_rows=1000)
+    log.start()
+    assert log.append([passenger(2)], [0.75], [1], "2", request_ids=["new-0"])
+    assert log.flush()
+    log.close()
+    assert log.stats().written == 1
+    after = read_window(path, columns=TITANIC)
+    assert after["PassengerId"].tolist() == [1, 2]
+    assert after["request_id"].tolist() == [None, "new-0"]
+    with sqlite3.connect(path) as connection:
+        indexes = {row[1] for row in connection.execute("PRAGMA index_list(predictions)")}
+    connection.close()
+    assert "predictions_request_id" in indexes

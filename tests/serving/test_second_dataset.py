@@ -17,7 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from lifeboat.dataset.spec import load_spec
 from lifeboat.monitoring.prediction_log import log_columns, read_window
 from lifeboat.settings import Settings
-from tests.serving.serving_support import CHAMPION, REPO_ROOT, StoreRef, copy_store, serving_settings
+from tests.serving.serving_support import (
+    CHAMPION,
+    REPO_ROOT,
+    StoreRef,
+    copy_store,
+    serving_settings,
+    without_ids,
+)
 from tests.support.models import mlflow_store, register_sklearn_version
 
 pytestmark = pytest.mark.integration
@@ -68,7 +75,7 @@ def test_adult_predict_answers_with_the_specs_field_names(client: Any, example: 
     body = response.json()
     assert (body["model_version"], body["count"]) == ("1", 1)
     (result,) = body["predictions"]
-    assert set(result) == {"prediction", "probability", "drift_alerts", "model_version"}
+    assert set(result) == {"prediction", "probability", "drift_alerts", "model_version", "request_id"}
     assert 0 <= result["probability"] <= 1
     assert result["prediction"] == (1 if result["probability"] >= 0.5 else 0)
     assert result["drift_alerts"] == "No drift detected"
@@ -82,13 +89,13 @@ def test_adult_batch_json_csv_and_multipart_agree(client: Any, example: dict[str
     assert batch.status_code == 200, batch.text
     assert batch.json()["count"] == 6
     single = client.post("/v1/datasets/adult/predict", json=records[0]).json()["predictions"][0]
-    assert batch.json()["predictions"][0] == single
+    assert without_ids(batch.json()["predictions"][0]) == without_ids(single)
     text = rows.to_csv(index=False)
     as_csv = client.post(
         "/v1/datasets/adult/predict/batch", content=text, headers={"Content-Type": "text/csv"}
     )
     upload = client.post("/v1/datasets/adult/predict/batch", files={"file": ("adult.csv", text, "text/csv")})
-    assert as_csv.json() == upload.json() == batch.json()
+    assert without_ids(as_csv.json()) == without_ids(upload.json()) == without_ids(batch.json())
 
 
 @pytest.mark.parametrize(

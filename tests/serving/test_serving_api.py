@@ -22,11 +22,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from lifeboat.dataset.features import NO_DRIFT
 from lifeboat.monitoring.prediction_log import read_window
 from lifeboat.registry.artifact import CANARY_PASSENGER
-from tests.serving.serving_support import TOKEN, ServingVersions, StoreRef, auth, free_port, set_champion
+from tests.serving.serving_support import (
+    TOKEN,
+    ServingVersions,
+    StoreRef,
+    auth,
+    free_port,
+    set_champion,
+    without_ids,
+)
 
 pytestmark = pytest.mark.integration
 
-CONTRACT_KEYS = {"survived", "probability_survive", "drift_alerts", "model_version"}
+CONTRACT_KEYS = {"survived", "probability_survive", "drift_alerts", "model_version", "request_id"}
 #: A passenger well inside the training data (no imputation, no unseen category).
 ORDINARY = dict(CANARY_PASSENGER)
 JSON_ONLY = {"Content-Type": "application/json"}
@@ -97,11 +105,12 @@ def test_both_lanes_of_predict_answer_the_same_bytes(
     predictions_fast = predictions.passenger_from_json_body
     monkeypatch.setattr(predictions, "passenger_from_json_body", spy)
     rows = [*test_rows[:40], {"Pclass": 2, "Sex": "female", "SibSp": 1, "Parch": 2}]
-    for row in rows:
+    for i, row in enumerate(rows):
         body = json.dumps(row).encode()
-        fast = served.post("/predict", content=body, headers={"Content-Type": "application/json"})
+        same_id = {"X-Request-ID": f"lanes-{i}"}
+        fast = served.post("/predict", content=body, headers={"Content-Type": "application/json", **same_id})
         declared = served.post(
-            "/predict", content=body, headers={"Content-Type": "application/json; charset=utf-8"}
+            "/predict", content=body, headers={"Content-Type": "application/json; charset=utf-8", **same_id}
         )
         assert fast.status_code == declared.status_code == 200
         assert fast.content == declared.content
@@ -130,9 +139,14 @@ def _concurrently(
                 patch(app.state.serving.holder.current().model)
             transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a 500 is an answer here
             async with httpx.AsyncClient(transport=transport, base_url="http://lifeboat") as client:
-                alone = [await client.post("/predict", json=row) for row in rows]
+                posts = [  # each row its own client id, the same both times: the same bytes
+                    (row, {"X-Request-ID": f"row-{i}"}) for i, row in enumerate(rows)
+                ]
+                alone = [await client.post("/predict", json=row, headers=h) for row, h in posts]
                 before = calls(app)
-                together = await asyncio.gather(*(client.post("/predict", json=row) for row in rows))
+                together = await asyncio.gather(
+                    *(client.post("/predict", json=row, headers=h) for row, h in posts)
+                )
                 return alone, list(together), calls(app) - before
 
     return asyncio.run(run())
@@ -196,7 +210,7 @@ def test_json_batch_matches_single_predictions_row_by_row(
     body = batch.json()
     assert body["count"] == len(rows) == len(body["predictions"])
     singles = [served.post("/predict", json=row).json() for row in rows]
-    assert body["predictions"] == singles
+    assert without_ids(body["predictions"]) == without_ids(singles)
     assert len({p["probability_survive"] for p in singles}) > 10  # the rows really differ
 
 
@@ -210,8 +224,8 @@ def test_csv_and_multipart_batches_equal_the_json_batch(
     assert as_csv.status_code == 200
     assert as_upload.status_code == 200
     assert as_json["count"] == len(test_rows) == 418
-    assert as_csv.json() == as_json
-    assert as_upload.json() == as_json
+    assert without_ids(as_csv.json()) == without_ids(as_json)
+    assert without_ids(as_upload.json()) == without_ids(as_json)
 
 
 # --- health, readiness, model info, metrics, docs -----------------------------------------------------------
