@@ -238,3 +238,50 @@ def test_the_bootstrap_and_its_packages_import_only_the_standard_library(path: s
     assert outside == set()
     if path.endswith("__init__.py"):
         assert modules == set(), f"{path} must stay import-free"
+
+
+def test_the_environment_is_installed_with_bytecode_by_either_installer(tmp_path: Path) -> None:
+    plan = make_plan(tmp_path, "uv")
+    uv = plan.tools_dir / "bin" / "uv"
+    assert bootstrap.compile_option(uv) in bootstrap.install_command(plan, uv, bootstrap.compile_option(uv))
+    assert bootstrap.compile_option(uv) == "--compile-bytecode"
+    assert bootstrap.compile_option(None) == "--compile"
+
+
+def test_the_project_phase_compiles_the_projects_packages_even_with_pythondontwritebytecode(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    for name in ("lifeboat", "serving"):
+        (project / name).mkdir(parents=True)
+        (project / name / "__init__.py").write_text("VALUE = 1\n")
+    (project / "notes").mkdir()
+    (project / "notes" / "draft.py").write_text("x = 1\n")
+    plan = Plan(
+        venv=Path(sys.executable).parent.parent,
+        lock=tmp_path / "requirements.lock",
+        installer="uv",
+        python=sys.executable,
+        tools_dir=tmp_path / "tools",
+        tools_lock=tmp_path / "requirements-tools.lock",
+        project=project,
+    )
+    command = bootstrap.compile_project_command(plan)
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    subprocess.run(command, check=True)
+    compiled = sorted(p.relative_to(project).parts[0] for p in project.rglob("*.pyc"))
+    assert compiled == ["lifeboat", "serving"]  # the project's packages, nothing else
+
+
+def test_the_environment_this_suite_runs_in_has_bytecode_for_the_heavy_packages() -> None:
+    """``make venv``/``venv-dev`` compile at install time (see lifeboat.stack.bootstrap's docstring)."""
+    import importlib.util
+
+    missing = []
+    for name in ("mlflow", "airflow", "sklearn", "pyspark", "fastapi", "pydantic", "pandas"):
+        spec = importlib.util.find_spec(name)
+        assert spec is not None, name
+        assert spec.origin is not None, name
+        if not Path(importlib.util.cache_from_source(spec.origin)).is_file():
+            missing.append(name)
+    assert not missing, f"installed without .pyc files (rebuild the environment with make venv): {missing}"
