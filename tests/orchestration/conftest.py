@@ -150,3 +150,31 @@ def first_run(live_stack: LiveStack) -> dict[str, Any]:
         f"{live_stack.urls['serving']}/predict", json=CANARY_PASSENGER, timeout=10
     ).json()
     return run
+
+
+@pytest.fixture(scope="session")
+def promoted_with_server_down(live_stack: LiveStack, first_run: dict[str, Any]) -> dict[str, Any]:
+    """A run that promotes a second version while the prediction server is down, then the server restarted.
+
+    The run (``run``), the champion before it (``before``), the promote task's XCom (``promoted``) and the
+    version the restarted server serves (``served``). One training run shared by two tests: the fault test
+    (the promotion stands although reload_serving failed) and the rollback test (which rolls it back).
+    """
+    before = live_stack.champion()
+    assert processes.stop(live_stack.paths, "serving", timeout=20)
+    try:
+        conf = {"retrain_without_changes": True, "required_improvement": -1.0}
+        run = live_stack.trigger_and_wait(RETRAIN, conf)
+        promoted = live_stack.client.xcom(RETRAIN, run["dag_run_id"], "promote")
+        tries = {t.task_id: t.try_number for t in live_stack.client.task_states(RETRAIN, run["dag_run_id"])}
+        champion_while_down = live_stack.champion()
+    finally:
+        processes.ensure_running(live_stack.service("serving"), live_stack.paths, print)
+    return {
+        "run": run,
+        "before": before,
+        "promoted": promoted,
+        "tries": tries,
+        "champion_while_down": champion_while_down,
+        "served": live_stack.served_version(),
+    }

@@ -15,7 +15,6 @@ import pytest
 
 from lifeboat.orchestration.retrain import folder_name
 from lifeboat.registry.artifact import CANARY_PASSENGER
-from lifeboat.stack import processes
 from tests.orchestration.conftest import RETRAIN, RUN_TIMEOUT, LiveStack
 
 pytestmark = pytest.mark.integration
@@ -43,25 +42,19 @@ def test_two_runs_triggered_at_once_run_one_after_the_other(
 
 
 def test_server_down_during_reload_serving_keeps_the_promotion_and_the_server_picks_it_up(
-    live_stack: LiveStack, first_run: dict[str, Any]
+    live_stack: LiveStack, promoted_with_server_down: dict[str, Any]
 ) -> None:
-    before = live_stack.champion()
-    assert processes.stop(live_stack.paths, "serving", timeout=20)
-    try:
-        conf = {"retrain_without_changes": True, "required_improvement": -1.0}
-        run = live_stack.trigger_and_wait(RETRAIN, conf)
-        assert run["state"] == "failed"
-        assert run["tasks"]["promote"] == "success"
-        assert run["tasks"]["reload_serving"] == "failed"
-        tries = {t.task_id: t.try_number for t in live_stack.client.task_states(RETRAIN, run["dag_run_id"])}
-        assert tries["reload_serving"] == 2  # LIFEBOAT_TASK_RETRIES=1: retried once, then failed
-        promoted = live_stack.client.xcom(RETRAIN, run["dag_run_id"], "promote")
-        assert promoted["version"] != before
-        assert live_stack.champion() == promoted["version"]  # the promotion stands
-    finally:
-        processes.ensure_running(live_stack.service("serving"), live_stack.paths, print)
-    assert live_stack.served_version() == promoted["version"]  # picked up at start
-    assert answers_predictions(live_stack) == promoted["version"]
+    down = promoted_with_server_down
+    run = down["run"]
+    assert run["state"] == "failed"
+    assert run["tasks"]["promote"] == "success"
+    assert run["tasks"]["reload_serving"] == "failed"
+    assert down["tries"]["reload_serving"] == 2  # LIFEBOAT_TASK_RETRIES=1: retried once, then failed
+    promoted = down["promoted"]
+    assert promoted["version"] != down["before"]
+    assert down["champion_while_down"] == promoted["version"]  # the promotion stands
+    assert down["served"] == promoted["version"]  # picked up at start
+    assert answers_predictions(live_stack) == live_stack.served_version()
 
 
 def spark_jvms(job: str, folder: str) -> list[psutil.Process]:
