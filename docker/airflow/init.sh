@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# airflow-init: migrate the Airflow metadata database, then fix the password of the UI/API user `admin`.
+# airflow-init: migrate the Airflow metadata database, create each dataset's registry pool (one slot: its
+# promote and rollback tasks take turns; Airflow never schedules a task whose pool is missing), then fix the
+# password of the UI/API user `admin`.
 #
 # SimpleAuthManager reads the passwords of the users in [core] simple_auth_manager_users from the JSON file
 # [core] simple_auth_manager_passwords_file and only generates (and prints) passwords for users missing
@@ -12,6 +14,11 @@ set -euo pipefail
 
 echo "lifeboat: airflow $(airflow version)"
 airflow db migrate
+
+pools=$(mktemp)
+trap 'rm -f "$pools"' EXIT
+python -m lifeboat.orchestration.pools "$pools"
+airflow pools import "$pools"
 
 python - <<'PY'
 """Set the admin's password in the SimpleAuthManager passwords file (other users' entries are kept)."""

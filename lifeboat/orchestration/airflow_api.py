@@ -155,6 +155,24 @@ class AirflowClient:
                 raise AirflowApiError(f"DAG {dag_id} did not appear within {timeout:g} s")
             time.sleep(poll)
 
+    def pool(self, name: str) -> dict[str, Any] | None:
+        """``GET /api/v2/pools/{name}``: the pool, or None when it does not exist."""
+        response = self.request("GET", f"/api/v2/pools/{name}")
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise AirflowApiError(f"GET pool {name}: {_describe(response)}")
+        data: dict[str, Any] = response.json()
+        return data
+
+    def put_pool(self, name: str, slots: int, description: str) -> None:
+        """Create the pool ``name``, or set its slots and description when it exists."""
+        body = {"name": name, "slots": slots, "description": description, "include_deferred": False}
+        if self.pool(name) is None:
+            self._json("POST", "/api/v2/pools", json=body)
+        else:
+            self._json("PATCH", f"/api/v2/pools/{name}", json=body)
+
     def set_paused(self, dag_id: str, paused: bool) -> None:
         """Pause or unpause a DAG."""
         self._json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from lifeboat.orchestration.alerts import notify_failure
 from lifeboat.orchestration.pipeline import jobs_dir
+from lifeboat.orchestration.pools import registry_pool
 from lifeboat.orchestration.results import DriftStep, GateStep, PulledData, RolledBack
 from lifeboat.settings import DATASET_NAME_PATTERN, Settings, get_settings, settings_for
 
@@ -279,7 +280,7 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
 
             return retrain.promotion_branch(GateStep.model_validate(gate), "promote", "no_promotion")
 
-        @task
+        @task(pool=registry_pool(dataset))  # one alias move at a time per dataset (with rollback)
         def promote(run_id: str | None = None) -> dict[str, Any]:
             from lifeboat.orchestration import retrain
 
@@ -347,7 +348,7 @@ def rollback_dag(entry: DatasetEntry) -> DAG:
         },
     ) as dag:
 
-        @task(retries=0)
+        @task(retries=0, pool=registry_pool(dataset))  # one alias move at a time per dataset (with promote)
         def rollback(params: dict[str, Any] | None = None, dag_run: Any = None) -> dict[str, Any]:
             from lifeboat.orchestration import retrain
             from lifeboat.registry.promotion import RollbackError

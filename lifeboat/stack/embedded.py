@@ -276,7 +276,20 @@ def up(
                     stop(paths, name)
             stop(paths, service.name)
             raise
+    ensure_registry_pools(settings, say)
     return done
+
+
+def ensure_registry_pools(settings: Settings, say: Callable[[str], None] = print) -> None:
+    """Create each dataset's registry pool in Airflow (its promote and rollback tasks never run without)."""
+    from lifeboat.orchestration.dags import discover_datasets
+    from lifeboat.orchestration.pools import ensure_pools
+
+    datasets = [entry.name for entry in discover_datasets(settings.data_root)]
+    with airflow_client(settings) as client:
+        created = ensure_pools(client, datasets)
+    if created:
+        say(f"airflow: pool(s) {', '.join(created)} (one slot each: promote and rollback take turns)")
 
 
 def down(settings: Settings, say: Callable[[str], None] = print) -> list[str]:

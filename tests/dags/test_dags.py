@@ -167,6 +167,21 @@ def test_retrain_params_form(dagbag: Any) -> None:
         params.get_param("required_improvement").resolve(5)
 
 
+@pytest.mark.parametrize("dataset", BUNDLED)
+def test_promote_and_rollback_share_one_pool_per_dataset_and_nothing_else_uses_it(
+    dagbag: Any, dataset: str
+) -> None:
+    pool = f"lifeboat_{dataset}_registry"
+    in_pool = {
+        (dag_id, task.task_id)
+        for dag_id, dag in dagbag.dags.items()
+        for task in dag.tasks
+        if task.pool == pool
+    }
+    assert in_pool == {(f"{dataset}_retrain", "promote"), (f"{dataset}_rollback", "rollback")}
+    assert dagbag.dags[f"{dataset}_retrain"].get_task("train").pool == "default_pool"
+
+
 def test_rollback_dag_is_manual_and_needs_a_reason(dagbag: Any) -> None:
     dag = dagbag.dags["titanic_rollback"]
     assert type(dag.timetable).__name__ == "NullTimetable"

@@ -359,6 +359,14 @@ def test_the_airflow_metadata_is_in_postgres(
         assert dict(cursor.fetchall()) == EXPECTED_STATES
         cursor.execute("SELECT is_paused FROM dag WHERE dag_id = %s", (RETRAIN,))
         assert cursor.fetchone() == (False,)
+        # airflow-init created each dataset's registry pool; the promote task ran in it
+        cursor.execute("SELECT pool, slots FROM slot_pool WHERE pool LIKE 'lifeboat_%%' ORDER BY pool")
+        assert cursor.fetchall() == [("lifeboat_adult_registry", 1), ("lifeboat_titanic_registry", 1)]
+        cursor.execute(
+            "SELECT pool FROM task_instance WHERE dag_id = %s AND run_id = %s AND task_id = 'promote'",
+            (RETRAIN, first_run.run_id),
+        )
+        assert cursor.fetchall() == [("lifeboat_titanic_registry",)]
 
 
 @pytest.mark.timeout(3600)

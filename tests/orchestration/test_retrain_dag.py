@@ -59,6 +59,10 @@ def test_first_run_trains_promotes_and_the_server_serves_it(
     gate = xcom(live_stack, first_run, "evaluate_gate")
     assert gate["passed"] is True
     assert gate["champion_version"] is None
+    # `lifeboat up` made the pool its promote task runs in (Airflow never schedules a task without it)
+    pool = live_stack.client.pool("lifeboat_titanic_registry")
+    assert pool is not None
+    assert pool["slots"] == 1
     champion = first_run["champion"]
     assert champion == gate["version"]
     assert first_run["served"] == champion
