@@ -62,13 +62,17 @@ def _validate(args: argparse.Namespace) -> int:
 
 @command(
     "add-batch",
-    "validate a labelled CSV, copy it into the incoming folder and version it with DVC (add + push)",
+    "validate a labelled CSV, copy it into the incoming folder, version it with DVC (add + push) and tell "
+    "Airflow (an event on the dataset's incoming asset starts its retraining run)",
     arg("path", type=Path, metavar="PATH", help="the labelled CSV file"),
     arg("--name", help="file name in the incoming folder (default: batch-<UTC timestamp>.csv)"),
 )
 def _add_batch(args: argparse.Namespace) -> int:
+    from lifeboat.orchestration.assets import announce_batch
+
     target = data.add_batch(args.path, name=args.name)
     print(f"added {target} (pointer {data.pointer_path(target)}); commit the pointer and data/remote/")
+    print(announce_batch(get_settings(), target).message)
     return EXIT_OK
 
 

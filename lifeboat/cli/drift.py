@@ -44,6 +44,9 @@ def _new_batch(args: argparse.Namespace) -> int:
     ids = "" if start_id is None else f"ids {start_id}..{start_id + len(batch) - 1}, "
     print(f"added {len(batch)} {dataset.name} rows ({ids}drift: {spec or 'none'})")
     print(f"  {target} (pointer {data.pointer_path(target)}); commit the pointer and data/remote/")
+    from lifeboat.orchestration.assets import announce_batch
+
+    print(announce_batch(settings, target).message)
     return EXIT_OK
 
 

@@ -173,6 +173,20 @@ class AirflowClient:
         else:
             self._json("PATCH", f"/api/v2/pools/{name}", json=body)
 
+    def asset_id(self, name: str) -> int | None:
+        """The id of the asset named ``name``, or None when Airflow does not know it."""
+        data = self._json("GET", "/api/v2/assets", params={"name_pattern": name, "limit": 100})
+        # name_pattern is a SQL LIKE pattern ("_" matches any character): keep the exact name only.
+        found = [a for a in data.get("assets", []) if a.get("name") == name]
+        return int(found[0]["id"]) if found else None
+
+    def create_asset_event(self, asset_id: int, extra: Mapping[str, Any]) -> dict[str, Any]:
+        """``POST /api/v2/assets/events``: record an event on the asset (DAGs scheduled on it start a run)."""
+        data: dict[str, Any] = self._json(
+            "POST", "/api/v2/assets/events", json={"asset_id": asset_id, "extra": dict(extra)}
+        )
+        return data
+
     def set_paused(self, dag_id: str, paused: bool) -> None:
         """Pause or unpause a DAG."""
         self._json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": paused})

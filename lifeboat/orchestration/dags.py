@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lifeboat.orchestration.alerts import notify_failure
+from lifeboat.orchestration.assets import champion_asset, incoming_asset
 from lifeboat.orchestration.pipeline import jobs_dir
 from lifeboat.orchestration.pools import registry_pool
 from lifeboat.orchestration.results import DriftStep, GateStep, PulledData, RolledBack
@@ -185,7 +186,7 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
     """``<dataset>_retrain``: wiring only, every step a function of :mod:`lifeboat.orchestration.retrain`."""
     from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
     from airflow.providers.standard.operators.empty import EmptyOperator
-    from airflow.sdk import DAG, CronTriggerTimetable, task
+    from airflow.sdk import DAG, AssetOrTimeSchedule, CronTriggerTimetable, task
 
     dataset = entry.name
     settings = settings_for(dataset)
@@ -206,8 +207,12 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
     with DAG(
         dag_id=f"{dataset}_retrain",
         # No start_date and run_immediately=0: unpausing the DAG never starts a run for a past night.
-        schedule=CronTriggerTimetable(
-            _schedule(entry, settings), timezone="UTC", run_immediately=timedelta(0)
+        # The nightly schedule OR a new batch (an event on the dataset's incoming asset, lifeboat add-batch).
+        schedule=AssetOrTimeSchedule(
+            timetable=CronTriggerTimetable(
+                _schedule(entry, settings), timezone="UTC", run_immediately=timedelta(0)
+            ),
+            assets=incoming_asset(dataset),
         ),
         catchup=False,
         max_active_runs=1,
@@ -280,11 +285,17 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
 
             return retrain.promotion_branch(GateStep.model_validate(gate), "promote", "no_promotion")
 
-        @task(pool=registry_pool(dataset))  # one alias move at a time per dataset (with rollback)
-        def promote(run_id: str | None = None) -> dict[str, Any]:
+        champion = champion_asset(dataset)
+
+        # One alias move at a time per dataset (with rollback); a promotion is an event on the champion asset.
+        @task(pool=registry_pool(dataset), outlets=[champion])
+        def promote(run_id: str | None = None, outlet_events: Any = None) -> dict[str, Any]:
             from lifeboat.orchestration import retrain
 
-            return retrain.promote(settings_for(dataset), str(run_id)).to_xcom()
+            promoted = retrain.promote(settings_for(dataset), str(run_id)).to_xcom()
+            if outlet_events is not None:
+                outlet_events[champion].extra = {"version": str(promoted.get("version")), "run_id": run_id}
+            return promoted
 
         @task
         def reload_serving(promoted: dict[str, Any]) -> dict[str, Any]:

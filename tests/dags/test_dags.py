@@ -73,10 +73,10 @@ def test_the_schedule_comes_from_the_spec_unless_the_setting_is_set(dagbag: Any)
 
     for dataset in BUNDLED:
         spec = yaml.safe_load((REPO_ROOT / "data" / dataset / "dataset.yaml").read_text())
-        assert dagbag.dags[f"{dataset}_retrain"].timetable.expression == spec["schedule"]
+        assert dagbag.dags[f"{dataset}_retrain"].timetable.timetable.expression == spec["schedule"]
     assert (
-        dagbag.dags["adult_retrain"].timetable.expression
-        != dagbag.dags["titanic_retrain"].timetable.expression
+        dagbag.dags["adult_retrain"].timetable.timetable.expression
+        != dagbag.dags["titanic_retrain"].timetable.timetable.expression
     )
 
 
@@ -92,7 +92,7 @@ def test_a_spec_that_cannot_be_read_gets_a_dag_that_fails_with_the_reason(tmp_pa
     (tmp_path / "renamed" / "dataset.yaml").write_text("name: other\n")
     dags = dataset_dags(tmp_path)
     assert set(dags) == {"good_retrain", "good_rollback", "broken_retrain", "renamed_retrain"}
-    assert dags["good_retrain"].timetable.expression == "0 5 * * *"
+    assert dags["good_retrain"].timetable.timetable.expression == "0 5 * * *"
     broken = dags["broken_retrain"]
     assert [t.task_id for t in broken.tasks] == ["invalid_spec"]
     assert type(broken.timetable).__name__ == "NullTimetable"
@@ -140,7 +140,9 @@ def test_retrain_schedule_and_run_settings(dagbag: Any) -> None:
 
     defaults = Settings()
     dag = dagbag.dags["titanic_retrain"]
-    assert dag.timetable.expression == "0 2 * * *" == defaults.retrain_schedule  # also Titanic's spec
+    assert (
+        dag.timetable.timetable.expression == "0 2 * * *" == defaults.retrain_schedule
+    )  # also Titanic's spec
     assert dag.catchup is False
     assert dag.max_active_runs == 1
     assert dag.doc_md
@@ -182,6 +184,19 @@ def test_promote_and_rollback_share_one_pool_per_dataset_and_nothing_else_uses_i
     assert dagbag.dags[f"{dataset}_retrain"].get_task("train").pool == "default_pool"
 
 
+@pytest.mark.parametrize("dataset", BUNDLED)
+def test_a_new_batch_or_the_schedule_starts_a_run_and_a_promotion_is_an_asset_event(
+    dagbag: Any, dataset: str
+) -> None:
+    dag = dagbag.dags[f"{dataset}_retrain"]
+    assert type(dag.timetable).__name__ == "AssetOrTimeSchedule"
+    assert type(dag.timetable.timetable).__name__ == "CronTriggerTimetable"
+    incoming = dag.timetable.asset_condition
+    assert (incoming.name, incoming.uri) == (f"{dataset}_incoming", f"x-lifeboat://{dataset}/incoming")
+    outlets = {t.task_id: [(a.name, a.uri) for a in t.outlets] for t in dag.tasks if t.outlets}
+    assert outlets == {"promote": [(f"{dataset}_champion", f"x-lifeboat://{dataset}/champion")]}
+
+
 def test_rollback_dag_is_manual_and_needs_a_reason(dagbag: Any) -> None:
     dag = dagbag.dags["titanic_rollback"]
     assert type(dag.timetable).__name__ == "NullTimetable"
@@ -198,7 +213,8 @@ def test_settings_drive_the_schedule(tmp_path: Path) -> None:
     code = (
         "from airflow.dag_processing.dagbag import DagBag;"
         f"b = DagBag(dag_folder={str(DAGS_DIR)!r});"
-        "print(b.dags['titanic_retrain'].timetable.expression, b.dags['adult_retrain'].timetable.expression)"
+        "print(b.dags['titanic_retrain'].timetable.timetable.expression,"
+        " b.dags['adult_retrain'].timetable.timetable.expression)"
     )
     env = {
         **os.environ,

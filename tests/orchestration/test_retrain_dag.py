@@ -4,12 +4,17 @@ loopback, Spark local, DVC; runs triggered through Airflow's REST API v2 with a 
 The tests share one stack and run in file order: first run (promotes) → unchanged data (gate rejects) →
 dry run (never promotes) → nothing new (no training) → corrupt batch (fails at validate_data) → rollback
 (of the version test_faults.py promoted while the server was down: the ``promoted_with_server_down``
-fixture).
+fixture) → a drifted batch added with ``lifeboat new-batch`` starts a run by itself (an asset event).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import os
+import re
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +23,12 @@ import pytest
 
 from lifeboat.orchestration.retrain import folder_name
 from lifeboat.registry.artifact import CANARY_PASSENGER
+from lifeboat.stack import embedded as stack
+from lifeboat.stack import processes
 from tests.conftest import REPO_ROOT
-from tests.orchestration.conftest import RETRAIN, ROLLBACK, LiveStack
+from tests.orchestration.conftest import RETRAIN, ROLLBACK, RUN_TIMEOUT, LiveStack
+from tests.support.champion import LIFEBOAT
+from tests.support.dvc_repo import init_repo
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +68,15 @@ def test_first_run_trains_promotes_and_the_server_serves_it(
     gate = xcom(live_stack, first_run, "evaluate_gate")
     assert gate["passed"] is True
     assert gate["champion_version"] is None
+    # the promotion is an event on the titanic_champion asset, with the version (other DAGs can follow it)
+    events = live_stack.client.request(
+        "GET",
+        "/api/v2/assets/events",
+        params={"source_dag_id": RETRAIN, "source_run_id": first_run["dag_run_id"]},
+    ).json()["asset_events"]
+    assert [(e["name"], e["source_task_id"], e["extra"]["version"]) for e in events] == [
+        ("titanic_champion", "promote", first_run["champion"])
+    ]
     # `lifeboat up` made the pool its promote task runs in (Airflow never schedules a task without it)
     pool = live_stack.client.pool("lifeboat_titanic_registry")
     assert pool is not None
@@ -227,3 +245,71 @@ def test_rollback_without_a_reason_is_refused(live_stack: LiveStack, first_run: 
 
     with pytest.raises(AirflowApiError, match="reason"):
         live_stack.client.trigger(ROLLBACK, {"requested_by": "pytest"})
+
+
+def test_a_drifted_batch_added_with_the_cli_starts_a_run_by_itself_that_retrains(
+    live_stack: LiveStack, first_run: dict[str, Any]
+) -> None:
+    """`lifeboat new-batch` (validate, DVC add + push, an event on titanic_incoming) → a run starts without
+    a trigger → its drift report names the drifted columns → it trains → the gate decides. Last in the file:
+    the batch stays, so the data is new for whatever follows."""
+    root = live_stack.incoming.parent
+    init_repo(root)  # the stack's incoming folder inside a DVC repository with a local remote, as in data/
+    paths = processes.StackPaths.from_settings(live_stack.settings)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")},
+        **stack.lifeboat_env(live_stack.settings, REPO_ROOT, paths, stack.load_secrets(paths)),
+    }
+    before = {r["dag_run_id"] for r in live_stack.client.runs(RETRAIN, limit=100)}
+    added = subprocess.run(
+        [
+            LIFEBOAT,
+            "new-batch",
+            "--rows",
+            "400",
+            "--drift",
+            "Age+15,Fare*3",
+            "--seed",
+            "5",
+            "--name",
+            "b.csv",
+        ],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert added.returncode == 0, added.stderr[-3000:]
+    assert re.search(r"asset event \d+ on titanic_incoming: titanic_retrain starts a run", added.stdout), (
+        added.stdout
+    )
+
+    deadline = time.monotonic() + 120
+    while not (
+        new := [r for r in live_stack.client.runs(RETRAIN, limit=100) if r["dag_run_id"] not in before]
+    ):
+        assert time.monotonic() < deadline, "no run started within 120 s of the asset event"
+        time.sleep(2)
+    assert [r["run_type"] for r in new] == ["asset_triggered"]
+    run = live_stack.client.wait_for_run(RETRAIN, new[0]["dag_run_id"], timeout=RUN_TIMEOUT)
+    assert run["state"] == "success", run
+
+    events = live_stack.client.request(
+        "GET", f"/api/v2/dags/{RETRAIN}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents"
+    ).json()["asset_events"]
+    batch = live_stack.incoming / "b.csv"
+    assert [(e["name"], e["extra"]["batch"], e["extra"]["rows"]) for e in events] == [
+        ("titanic_incoming", "b.csv", 400)
+    ]
+    assert events[0]["extra"]["md5"] == hashlib.md5(batch.read_bytes()).hexdigest()
+    drift = xcom(live_stack, run, "drift_report")
+    assert drift["status"] == "drift"
+    assert {"Age", "Fare"} <= set(drift["drifted_columns"])
+    decision = xcom(live_stack, run, "decide_training")
+    assert decision["train"] is True
+    assert "drift" in decision["reason"]
+    gate = xcom(live_stack, run, "evaluate_gate")
+    assert isinstance(gate["passed"], bool)
+    assert gate["reasons"]
