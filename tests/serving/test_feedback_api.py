@@ -8,6 +8,8 @@ a registry and the log is written directly.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -203,6 +205,13 @@ def test_openapi_documents_the_endpoint(client: Any) -> None:
     assert {"200", "401", "404", "409", "413", "415", "422", "503"} <= set(operation["responses"])
     assert set(operation["requestBody"]["content"]) == {"application/json", "text/csv", "multipart/form-data"}
     assert "LIFEBOAT_FEEDBACK_TOKEN" in operation["responses"]["503"]["description"]
+    spec = client.get("/openapi.json").json()
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(spec)))
+    assert (
+        {"FeedbackOut", "FeedbackConflictOut", "FeedbackInvalidOut"}
+        <= refs
+        <= set(spec["components"]["schemas"])
+    )
 
 
 def test_labels_of_real_predictions(make_client: Callable[..., Any], champion_store: StoreRef) -> None:
