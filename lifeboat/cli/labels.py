@@ -39,6 +39,7 @@ def _labels(args: argparse.Namespace) -> int:
             spec_of(settings),
             labels_from_file(path),
             max_labels=None,  # a file from the operator: no per-request bound
+            keep_labels=settings.prediction_log_max_rows,
         )
     except FeedbackError as exc:
         print(f"lifeboat labels: error: {path}: {exc}", file=sys.stderr)

@@ -17,6 +17,7 @@ the whole call (:class:`FeedbackConflict`, naming the ids) and a value that is n
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from typing import Any
 from lifeboat.dataset.columns import NUMBER_TYPES, category_key
 from lifeboat.dataset.models import DatasetSpec
 from lifeboat.monitoring.log_table import BUSY_TIMEOUT_MS, TABLE, timestamp
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "LABELS_TABLE",
@@ -267,15 +270,19 @@ def ingest_labels(
     labels: Sequence[LabelIn],
     *,
     max_labels: int | None = None,
+    keep_labels: int | None = None,
     received_at: datetime | None = None,
 ) -> FeedbackResult:
     """Store the labels of logged predictions in the log file at ``path``; count matched, unknown, duplicate.
 
     All or nothing: :class:`FeedbackInvalid` when a label is not one of the spec's label values, an id is
     malformed, there are no labels or more than ``max_labels``; :class:`FeedbackConflict` when an id gets a
-    label different from the one it has (stored, or earlier in ``labels``). Sending the same labels again
-    changes nothing (they count as duplicates). A missing log file means every id is unknown (no file is
-    created).
+    label different from the one it has (stored, or earlier in ``labels``), naming every such id. Sending the
+    same labels again changes nothing (they count as duplicates). A missing log file means every id is
+    unknown (no file is created).
+
+    ``keep_labels`` bounds the labels table as the log's ``max_rows`` bounds the predictions: when it holds
+    more rows than that after the insert, the labels of predictions the log has trimmed since are deleted.
     """
     if not labels:
         raise FeedbackInvalid(
@@ -293,20 +300,21 @@ def ingest_labels(
         known = wanted.setdefault(rid, key)
         if known != key:
             conflicts.add(rid)
-    if conflicts:
-        raise FeedbackConflict(sorted(conflicts))
-    repeats = len(checked) - len(wanted)
+    batch = _Batch(
+        wanted, conflicts, len(labels), len(checked) - len(wanted), category_key(spec.label.positive)
+    )
     path = Path(path)
     if not path.is_file():
-        return FeedbackResult(len(labels), 0, len(wanted), repeats)
-    positive = category_key(spec.label.positive)
+        if conflicts:
+            raise FeedbackConflict(sorted(conflicts))
+        return FeedbackResult(batch.received, 0, len(wanted), batch.repeats)
     at = timestamp(received_at or datetime.now(UTC))
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     try:
         connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         connection.execute("BEGIN IMMEDIATE")  # the check and the insert see the same labels
         try:
-            result = _ingest(connection, wanted, repeats, len(labels), positive, at)
+            result = _ingest(connection, batch, at, keep_labels)
         except BaseException:
             connection.execute("ROLLBACK")
             raise
@@ -316,39 +324,54 @@ def ingest_labels(
     return result
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """One request's labels after the checks: one label key per id, the ids given two different labels."""
+
+    wanted: Mapping[str, str]
+    conflicts: set[str]
+    received: int
+    repeats: int
+    positive: str
+
+
 def _ingest(
-    connection: sqlite3.Connection,
-    wanted: Mapping[str, str],
-    repeats: int,
-    received: int,
-    positive: str,
-    at: str,
+    connection: sqlite3.Connection, batch: _Batch, at: str, keep_labels: int | None
 ) -> FeedbackResult:
     """The check and the insert, inside the caller's write transaction."""
+    wanted = batch.wanted
     if not _has_table(connection, TABLE):
-        return FeedbackResult(received, 0, len(wanted), repeats)
+        if batch.conflicts:
+            raise FeedbackConflict(sorted(batch.conflicts))
+        return FeedbackResult(batch.received, 0, len(wanted), batch.repeats)
     _create_labels_table(connection)
     ids = list(wanted)
-    stored = dict(
-        _select_in(
-            connection, f"SELECT request_id, label FROM {LABELS_TABLE} WHERE request_id IN ({{ids}})", ids
-        )
-    )
-    conflicts = [rid for rid, label in stored.items() if wanted[rid] != label]
+    select_labels = f"SELECT request_id, label FROM {LABELS_TABLE} WHERE request_id IN ({{ids}})"
+    stored = dict(_select_in(connection, select_labels, ids))
+    conflicts = batch.conflicts | {rid for rid, label in stored.items() if wanted[rid] != label}
     if conflicts:
-        raise FeedbackConflict(conflicts)
+        raise FeedbackConflict(sorted(conflicts))
     new = [rid for rid in ids if rid not in stored]
-    logged = {
-        row[0]
-        for row in _select_in(
-            connection, f"SELECT DISTINCT request_id FROM {TABLE} WHERE request_id IN ({{ids}})", new
-        )
-    }
-    rows = [(rid, wanted[rid], int(wanted[rid] == positive), at) for rid in new if rid in logged]
+    select_logged = f"SELECT DISTINCT request_id FROM {TABLE} WHERE request_id IN ({{ids}})"
+    logged = {row[0] for row in _select_in(connection, select_logged, new)}
+    rows = [(rid, wanted[rid], int(wanted[rid] == batch.positive), at) for rid in new if rid in logged]
     connection.executemany(
         f"INSERT INTO {LABELS_TABLE} (request_id, label, target, received_at) VALUES (?, ?, ?, ?)", rows
     )
-    return FeedbackResult(received, len(rows), len(new) - len(rows), repeats + len(stored))
+    if keep_labels is not None and rows:
+        _trim_labels(connection, keep_labels)
+    return FeedbackResult(batch.received, len(rows), len(new) - len(rows), batch.repeats + len(stored))
+
+
+def _trim_labels(connection: sqlite3.Connection, keep: int) -> None:
+    """Past ``keep`` labels, delete those whose prediction the log no longer holds (it trims its oldest)."""
+    (count,) = connection.execute(f"SELECT COUNT(*) FROM {LABELS_TABLE}").fetchone()
+    if count > keep:
+        deleted = connection.execute(
+            f"DELETE FROM {LABELS_TABLE} WHERE NOT EXISTS "
+            f"(SELECT 1 FROM {TABLE} p WHERE p.request_id = {LABELS_TABLE}.request_id)"
+        ).rowcount
+        logger.info("labels: %d of %d deleted, their predictions are no longer logged", deleted, count)
 
 
 def read_labels(path: Path | str) -> dict[str, tuple[str, int]]:

@@ -104,7 +104,11 @@ async def _labels_reader(request: Request, max_bytes: int) -> Callable[[], list[
 
 def _ingest(settings: Settings, read: Callable[[], list[LabelIn]]) -> FeedbackResult:
     return ingest_labels(
-        settings.prediction_log_path, spec_of(settings), read(), max_labels=settings.feedback_max_labels
+        settings.prediction_log_path,
+        spec_of(settings),
+        read(),
+        max_labels=settings.feedback_max_labels,
+        keep_labels=settings.prediction_log_max_rows,
     )
 
 

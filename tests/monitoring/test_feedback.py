@@ -87,6 +87,14 @@ def test_a_different_label_for_a_stored_id_refuses_the_whole_request(log_path: P
     assert read_labels(log_path) == {"r4": ("1", 1), "r5": ("1", 1)}  # r6 and r7 were not stored
 
 
+def test_conflicts_within_the_request_and_with_stored_labels_are_named_together(log_path: Path) -> None:
+    ingest_labels(log_path, TITANIC, labels(("r1", 1)))
+    with pytest.raises(FeedbackConflict) as caught:
+        ingest_labels(log_path, TITANIC, labels(("r2", 1), ("r1", 0), ("r2", 0), ("r3", 1)))
+    assert caught.value.ids == ["r1", "r2"]
+    assert read_labels(log_path) == {"r1": ("1", 1)}
+
+
 def test_two_different_labels_for_one_id_in_a_request_is_a_conflict(log_path: Path) -> None:
     with pytest.raises(FeedbackConflict) as caught:
         ingest_labels(log_path, TITANIC, labels(("r8", 1), ("r9", 0), ("r8", 0)))
@@ -175,6 +183,23 @@ def test_many_labels_in_one_request(tmp_path: Path) -> None:
     sent = [LabelIn(rid, i % 2, i) for i, rid in enumerate([*ids, "x-1", "x-2"])]
     assert ingest_labels(path, TITANIC, sent) == FeedbackResult(3002, 3000, 2, 0)
     assert len(read_labels(path)) == 3000
+
+
+def test_labels_of_trimmed_predictions_go_once_the_table_is_over_its_bound(tmp_path: Path) -> None:
+    path = tmp_path / "trimmed.sqlite"
+    log = PredictionLog(path, max_rows=10, columns=log_columns(TITANIC))
+    log.start()
+    old = [f"old-{i}" for i in range(10)]
+    log.append([passenger(i) for i in range(10)], [0.3] * 10, [0] * 10, "1", request_ids=old)
+    assert log.flush()
+    ingest_labels(path, TITANIC, labels(*[(rid, 1) for rid in old]), keep_labels=10)
+    assert len(read_labels(path)) == 10  # at the bound: nothing deleted
+    new = [f"new-{i}" for i in range(4)]
+    log.append([passenger(i) for i in range(4)], [0.3] * 4, [0] * 4, "1", request_ids=new)
+    log.close()  # the log now holds old-4..old-9 and new-0..new-3
+    result = ingest_labels(path, TITANIC, labels(*[(rid, 0) for rid in new]), keep_labels=10)
+    assert result == FeedbackResult(4, 4, 0, 0)
+    assert sorted(read_labels(path)) == sorted([f"old-{i}" for i in range(4, 10)] + new)
 
 
 # --- parsing -------------------------------------------------------------------------------------------
