@@ -200,6 +200,18 @@ def test_each_dataset_takes_its_own_labels(client: Any) -> None:
     assert read_labels(state.settings.prediction_log_path) == {}
 
 
+def test_an_unreadable_log_is_503_and_the_server_goes_on(no_registry: Callable[..., Any]) -> None:
+    app = no_registry()
+    path = app.app.state.serving.settings.prediction_log_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"not a database" * 100)
+    answer = app.post(URL, json=body(("req-0", 1)), headers=bearer())
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"] == "5"
+    assert answer.json()["detail"].startswith("the prediction log of 'titanic' cannot be written right now (")
+    assert app.get("/health").status_code == 200
+
+
 def test_openapi_documents_the_endpoint(client: Any) -> None:
     operation = client.get("/openapi.json").json()["paths"][URL.replace("titanic", "{dataset}")]["post"]
     assert {"200", "401", "404", "409", "413", "415", "422", "503"} <= set(operation["responses"])
