@@ -12,7 +12,8 @@ step can join predictions and labels. It counts what it did with each label:
 
 One call is all or nothing: a *different* label for an id (already stored, or twice in one request) refuses
 the whole call (:class:`FeedbackConflict`, naming the ids) and a value that is not a label refuses it too
-(:class:`FeedbackInvalid`, naming the row and the value); nothing is stored then.
+(:class:`FeedbackInvalid`, naming the row and the value); nothing is stored then. The labels table is
+bounded like the log: past ``keep_labels`` rows, the labels of predictions the log has trimmed are deleted.
 """
 
 from __future__ import annotations
