@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     serving_workers: int = Field(1, ge=1, le=64)
     serving_url: str = "http://127.0.0.1:8000"
     reload_token: SecretStr | None = None
+    # Token of POST /v1/datasets/{dataset}/feedback (ground-truth labels); unset disables the endpoint.
+    feedback_token: SecretStr | None = None
+    feedback_max_labels: int = Field(10_000, ge=1)
     registry_poll_seconds: float = Field(30.0, ge=0)
     max_batch_rows: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
@@ -187,11 +190,11 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL")  # pydantic hides the input (secret)
         return value
 
-    @field_validator("reload_token")
+    @field_validator("reload_token", "feedback_token")
     @classmethod
     def _strip_token(cls, value: SecretStr | None) -> SecretStr | None:
         """Surrounding whitespace (a newline from ``echo > file``) is not part of the token: the server
-        compares the same stripped value it validated. Empty means unset (reload disabled)."""
+        compares the same stripped value it validated. Empty means unset (the endpoint is disabled)."""
         if value is None:
             return None
         stripped = value.get_secret_value().strip()
@@ -199,22 +202,25 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
-        token = self.reload_token.get_secret_value() if self.reload_token else ""
         production = self.environment == "production"
         # In every environment: a short token is guessable (the embedded stack's loopback port is open to
-        # every local user), so development refuses it too; only production requires one.
-        weak = token.lower() in PLACEHOLDER_SECRETS or len(token) < MIN_SECRET_LENGTH
-        if weak and (token or production):
-            raise SettingsError(
-                "LIFEBOAT_RELOAD_TOKEN must be set to a random value of at least "
-                f"{MIN_SECRET_LENGTH} characters"
-                + (
-                    " in production (placeholders are refused)"
-                    if production
-                    else " (placeholders are refused)"
+        # every local user), so development refuses it too; only production requires a reload token.
+        for variable, secret, endpoint, required in (
+            ("LIFEBOAT_RELOAD_TOKEN", self.reload_token, "/admin/reload", production),
+            ("LIFEBOAT_FEEDBACK_TOKEN", self.feedback_token, "the feedback endpoint", False),
+        ):
+            token = secret.get_secret_value() if secret else ""
+            weak = token.lower() in PLACEHOLDER_SECRETS or len(token) < MIN_SECRET_LENGTH
+            if weak and (token or required):
+                raise SettingsError(
+                    f"{variable} must be set to a random value of at least {MIN_SECRET_LENGTH} characters"
+                    + (
+                        " in production (placeholders are refused)"
+                        if required
+                        else " (placeholders are refused)"
+                    )
+                    + ("" if required else f"; leave it unset to disable {endpoint}")
                 )
-                + ("" if production else "; leave it unset to disable /admin/reload")
-            )
         return self
 
     @property

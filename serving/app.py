@@ -23,7 +23,7 @@ from serving.datasets import DatasetServing, build_dataset, fleet_directory
 from serving.fleet import new_worker_id
 from serving.metrics import ServingMetrics
 from serving.middleware import BodySizeLimit, RequestMetrics
-from serving.routes import admin, datasets, health, model, predictions, v2
+from serving.routes import admin, datasets, feedback, health, model, predictions, v2
 from serving.routes import metrics as metrics_route
 from serving.scoring import RowCoalescer
 from serving.state import ServingState
@@ -55,6 +55,9 @@ the original routes, any dataset on `/v1/datasets/{dataset}/...` and the Open In
   spec's `response` section; the record is validated against the served model's spec (422 naming the
   field); an unknown dataset is a 404 naming the hosted ones; a dataset without a champion answers 503
   while the others serve. `/admin/reload?dataset=NAME` reloads one dataset (default: the default one).
+* **Ground truth**: `POST /v1/datasets/{dataset}/feedback` (`Authorization: Bearer $LIFEBOAT_FEEDBACK_TOKEN`)
+  takes `{"labels": [{"request_id": ..., "label": ...}]}` or a `request_id,label` CSV and stores the labels of
+  logged predictions; the answer counts them `matched`, `unknown` and `duplicate`.
 * **Open Inference Protocol** (KServe v2 REST; Triton, MLServer, Seldon clients work unchanged):
   `GET /v2/health/live`, `/v2/health/ready`, `/v2/models/{dataset}`, `/v2/models/{dataset}/ready`,
   `POST /v2/models/{dataset}/infer` with one input tensor per column (INT64, FP64, BOOL, BYTES; MLServer's
@@ -189,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (
         predictions.router,
         datasets.router,
+        feedback.router,
         v2.router,
         health.router,
         model.router,

@@ -297,3 +297,41 @@ class ReloadOut(BaseModel):
     converged: bool = Field(..., description="Every live worker of this server reports new_version")
     workers: list[WorkerVersion]
     note: str
+
+
+class FeedbackOut(BaseModel):
+    """What a feedback request did with each label: ``matched + unknown + duplicate == received``."""
+
+    dataset: str
+    received: int = Field(..., description="Labels in the request")
+    matched: int = Field(..., description="Labels of logged predictions that had none: stored now")
+    unknown: int = Field(
+        ..., description="Ids not in the prediction log (never logged, or trimmed): not stored"
+    )
+    duplicate: int = Field(..., description="The same label again (stored before, or earlier in the request)")
+
+
+class FeedbackConflictOut(BaseModel):
+    """Some ids got a label different from their stored one (or two in one request): nothing was stored."""
+
+    detail: str
+    conflicting_ids: list[str] = Field(..., description="The ids at fault (at most 100 listed)")
+    conflict_count: int
+
+
+class LabelErrorOut(BaseModel):
+    """One invalid label, or a problem of the whole body (``row`` null)."""
+
+    row: int | None = Field(..., description="Index of the label in the request (from 0)")
+    line: int | None = Field(..., description="Line of the CSV file (the header is line 1), or of the JSON")
+    field: str | None = Field(..., description="request_id or label")
+    value: str | None = Field(..., description="The value refused (as received, shortened)")
+    msg: str
+
+
+class FeedbackInvalidOut(BaseModel):
+    """Some labels are invalid (or the body is malformed): nothing was stored."""
+
+    detail: str
+    error_count: int
+    errors: list[LabelErrorOut] = Field(..., description="The problems (at most 100 listed)")

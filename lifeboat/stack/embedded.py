@@ -4,7 +4,7 @@ Three background processes on loopback, every byte of their state under the stat
 (``.lifeboat/`` by default, git-ignored)::
 
     .lifeboat/secrets.json   generated once (mode 0600): Airflow admin password, JWT secret, API secret key,
-                             Fernet key, the prediction server's reload token
+                             Fernet key, the prediction server's reload and feedback tokens
     .lifeboat/airflow/       AIRFLOW_HOME: SQLite metadata DB, logs, airflow.cfg
     .lifeboat/mlflow.db      MLflow tracking + registry (SQLite), artifacts in .lifeboat/mlartifacts/
     .lifeboat/pids/<name>.json, .lifeboat/logs/<name>.log   one per process
@@ -39,7 +39,13 @@ logger = logging.getLogger(__name__)
 
 AIRFLOW_USER = "admin"
 SERVICES = ("mlflow", "serving", "airflow")
-SECRET_NAMES = ("airflow_admin_password", "airflow_jwt_secret", "airflow_api_secret_key", "reload_token")
+SECRET_NAMES = (
+    "airflow_admin_password",
+    "airflow_jwt_secret",
+    "airflow_api_secret_key",
+    "reload_token",
+    "feedback_token",
+)
 
 
 def retrain_dag(dataset: str) -> str:
@@ -234,7 +240,8 @@ def services(
     serving = Service(
         name="serving",
         command=[_bin("lifeboat"), "serve", "--host", "127.0.0.1", "--port", str(settings.serving_port)],
-        env=shared,
+        # Only the server checks the feedback token: the other processes never get it.
+        env={**shared, "LIFEBOAT_FEEDBACK_TOKEN": found["feedback_token"]},
         health_url=f"{where['serving']}/health",
         url=where["serving"],
         start_timeout=90.0,

@@ -68,6 +68,7 @@ SECRETS = (
     "AIRFLOW_FERNET_KEY",
     "AIRFLOW_ADMIN_PASSWORD",
     "LIFEBOAT_RELOAD_TOKEN",
+    "LIFEBOAT_FEEDBACK_TOKEN",
 )
 RUN_TIMEOUT = 2400.0
 #: Every task of a run that trains and promotes: all succeed except the branch not taken.

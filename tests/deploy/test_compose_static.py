@@ -54,6 +54,7 @@ SECRETS = frozenset(
         "AIRFLOW_FERNET_KEY",
         "AIRFLOW_ADMIN_PASSWORD",
         "LIFEBOAT_RELOAD_TOKEN",
+        "LIFEBOAT_FEEDBACK_TOKEN",
     }
 )
 #: DESIGN.md: "Ports: Airflow 8080, MLflow 5000, serving 8000."
@@ -269,8 +270,11 @@ def test_new_env_fills_every_secret_with_values_the_stack_accepts(tmp_path: Path
     Fernet(env["AIRFLOW_FERNET_KEY"].encode())  # raises ValueError for a malformed key
     assert len(set(env[name] for name in SECRETS)) == len(SECRETS)
     project = load_project(COMPOSE_FILE, env, strict=True)
+    serving = project.service("serving").environment
     Settings(
-        environment="production", reload_token=project.service("serving").environment["LIFEBOAT_RELOAD_TOKEN"]
+        environment="production",
+        reload_token=serving["LIFEBOAT_RELOAD_TOKEN"],
+        feedback_token=serving["LIFEBOAT_FEEDBACK_TOKEN"],
     )
 
     before = env_file.read_text()
@@ -449,6 +453,17 @@ def test_the_drift_check_reads_the_prediction_log_the_server_writes(compose_proj
     assert f"--uid {user_id} " in runs, "the compose user must be the serving image's user"
 
 
+def test_only_the_server_gets_the_feedback_token(
+    compose_project: ComposeProject, compose_env: dict[str, str]
+) -> None:
+    token = compose_project.service("serving").environment["LIFEBOAT_FEEDBACK_TOKEN"]
+    assert token == compose_env["LIFEBOAT_FEEDBACK_TOKEN"]
+    holders = {
+        name for name, service in compose_project.services.items() if token in service.environment.values()
+    }
+    assert holders == {"serving"}
+
+
 def test_mlflow_runs_on_postgres_and_answers_the_service_names(
     compose_project: ComposeProject, compose_env: dict[str, str]
 ) -> None:
@@ -494,6 +509,7 @@ def compose_project_env(project: ComposeProject) -> dict[str, str]:
         "AIRFLOW_FERNET_KEY": scheduler["AIRFLOW__CORE__FERNET_KEY"],
         "AIRFLOW_ADMIN_PASSWORD": project.service("airflow-init").environment["AIRFLOW_ADMIN_PASSWORD"],
         "LIFEBOAT_RELOAD_TOKEN": scheduler["LIFEBOAT_RELOAD_TOKEN"],
+        "LIFEBOAT_FEEDBACK_TOKEN": project.service("serving").environment["LIFEBOAT_FEEDBACK_TOKEN"],
     }
 
 

@@ -2,8 +2,8 @@
 
 - only ``lifeboat.orchestration`` imports Airflow;
 - only ``lifeboat.training`` imports pyspark;
-- ``serving`` imports from lifeboat only the settings, the dataset (schema, encoding), the serving artifact
-  and the prediction log — and importing the server loads neither pyspark nor Airflow.
+- ``serving`` imports from lifeboat only the settings, the dataset (schema, encoding), the serving artifact,
+  the prediction log and its labels (feedback) — and importing the server loads neither pyspark nor Airflow.
 
 Imports under ``if TYPE_CHECKING:`` are for type checkers only and do not count.
 """
@@ -27,6 +27,8 @@ SERVING_ALLOWED = (
     "lifeboat.dataset",
     "lifeboat.registry.artifact",
     "lifeboat.monitoring.prediction_log",
+    "lifeboat.monitoring.feedback",
+    "lifeboat.monitoring.label_input",
 )
 
 

@@ -150,3 +150,29 @@ def test_for_dataset_keeps_shared_values_and_drops_the_datasets_own(settings_env
     assert adult.model_name == "adult"
     assert titanic.for_dataset("titanic") is titanic
     assert {"adult", "titanic"} <= set(titanic.known_datasets())
+
+
+@pytest.mark.parametrize("environment", ["development", "production"])
+@pytest.mark.parametrize("token", ["short-token", "changeme", "  token  "])
+def test_a_short_or_placeholder_feedback_token_is_refused(
+    settings_env: pytest.MonkeyPatch, environment: str, token: str
+) -> None:
+    settings_env.setenv("LIFEBOAT_ENVIRONMENT", environment)
+    settings_env.setenv("LIFEBOAT_RELOAD_TOKEN", "0123456789abcdef-reload")
+    settings_env.setenv("LIFEBOAT_FEEDBACK_TOKEN", token)
+    with pytest.raises(
+        ValidationError, match="LIFEBOAT_FEEDBACK_TOKEN must be set to a random value of at least 16"
+    ):
+        Settings()
+
+
+def test_the_feedback_token_is_optional_even_in_production(settings_env: pytest.MonkeyPatch) -> None:
+    settings_env.setenv("LIFEBOAT_ENVIRONMENT", "production")
+    settings_env.setenv("LIFEBOAT_RELOAD_TOKEN", "0123456789abcdef-reload")
+    settings_env.setenv("LIFEBOAT_FEEDBACK_TOKEN", " \n")
+    assert Settings().feedback_token is None  # blank = unset: the feedback endpoint answers 503
+    settings_env.setenv("LIFEBOAT_FEEDBACK_TOKEN", "0123456789abcdef-feedback\n")
+    settings = Settings()
+    assert settings.feedback_token is not None
+    assert settings.feedback_token.get_secret_value() == "0123456789abcdef-feedback"
+    assert "0123456789abcdef-feedback" not in repr(settings)

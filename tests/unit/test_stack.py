@@ -42,6 +42,22 @@ def test_secrets_are_generated_once_private_and_kept(tmp_path: Path) -> None:
     assert again["reload_token"] != first["reload_token"]
 
 
+def test_a_secrets_file_written_before_the_feedback_token_gains_one(tmp_path: Path) -> None:
+    paths = paths_in(tmp_path)
+    older = {
+        name: f"{name}-0123456789abcdef0123456789" for name in stack.SECRET_NAMES if name != "feedback_token"
+    }
+    older["airflow_fernet_key"] = stack.load_secrets(paths_in(tmp_path / "other"))["airflow_fernet_key"]
+    paths.root.mkdir(parents=True)
+    paths.secrets_file.write_text(json.dumps(older))
+    found = stack.load_secrets(paths)
+    assert {k: v for k, v in found.items() if k != "feedback_token"} == older  # the others are kept
+    assert len(found["feedback_token"]) >= 32
+    assert json.loads(paths.secrets_file.read_text())["feedback_token"] == found["feedback_token"]
+    assert stat.S_IMODE(paths.secrets_file.stat().st_mode) == 0o600
+    Settings(feedback_token=found["feedback_token"])  # a token the server accepts
+
+
 def test_the_state_folder_is_private_and_a_planted_link_is_not_followed(tmp_path: Path) -> None:
     paths = paths_in(tmp_path)
     paths.root.mkdir(mode=0o755, parents=True)
@@ -96,6 +112,9 @@ def test_environment_of_the_stack(tmp_path: Path) -> None:
         assert Path(service.env["LIFEBOAT_DATA_ROOT"]) == (repo / "data").resolve()
         assert "LIFEBOAT_RAW_DATA" not in service.env  # it would give every dataset the same file
         assert Path(service.env["LIFEBOAT_STATE_DIR"]) == (tmp_path / "state").resolve()
+    assert services["serving"].env["LIFEBOAT_FEEDBACK_TOKEN"] == found["feedback_token"]
+    assert services["airflow"].env.get("LIFEBOAT_FEEDBACK_TOKEN") != found["feedback_token"]
+    assert services["mlflow"].env.get("LIFEBOAT_FEEDBACK_TOKEN") != found["feedback_token"]
     assert "--port" in services["mlflow"].command
     assert "15000" in services["mlflow"].command
     assert services["serving"].health_url == "http://127.0.0.1:18000/health"
