@@ -6,6 +6,7 @@ and refuses to load for another spec or another encoding version.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from lifeboat.dataset.models import DatasetSpec
+from lifeboat.dataset.models import DatasetSpec, canonical
 from lifeboat.dataset.spec import parse_spec
 
 #: Version of the encoding; bump it whenever :func:`encode` changes meaning, so old encoders are refused.
@@ -40,6 +41,17 @@ class FittedStatistics(BaseModel):
     categories: dict[str, list[str]] = {}
 
 
+def _fingerprints_of(embedded: Mapping[str, Any]) -> set[str]:
+    """The fingerprints an embedded spec may carry besides its parsed form's: the stored dict's canonical
+    form, and the form of encoders fitted before unset keys were left out of it (the plain dump, every
+    default written). A spec model that gained keys since then still loads what was fitted with it."""
+    legacy = json.dumps(dict(embedded), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return {
+        hashlib.sha256(canonical(embedded).encode()).hexdigest(),
+        hashlib.sha256(legacy.encode()).hexdigest(),
+    }
+
+
 @dataclass(frozen=True)
 class FittedEncoder:
     """A spec plus the statistics fitted on its training rows: everything needed to encode like training."""
@@ -49,11 +61,13 @@ class FittedEncoder:
     feature_names: tuple[str, ...]
     encoding_version: int = ENCODING_VERSION
     _plan: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: The fingerprint stored with a loaded encoder (the spec model may have gained keys since it was fitted).
+    stored_fingerprint: str | None = field(default=None, compare=False)
 
     @property
     def fingerprint(self) -> str:
         """The fingerprint of the spec this encoder was fitted for."""
-        return self.spec.fingerprint()
+        return self.stored_fingerprint or self.spec.fingerprint()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form (embeds the spec and its fingerprint)."""
@@ -76,7 +90,7 @@ class FittedEncoder:
                 )
             spec = parse_spec(data["spec"], file="<fitted encoder>")
             stored = str(data["spec_fingerprint"])
-            if spec.fingerprint() != stored:
+            if stored != spec.fingerprint() and stored not in _fingerprints_of(data["spec"]):
                 raise EncoderError(f"encoder's embedded spec does not match its fingerprint {stored[:12]}")
             if expected_fingerprint is not None and stored != expected_fingerprint:
                 raise EncoderError(
@@ -87,6 +101,7 @@ class FittedEncoder:
                 statistics=FittedStatistics.model_validate(data["statistics"]),
                 feature_names=tuple(data["feature_names"]),
                 encoding_version=version,
+                stored_fingerprint=stored,
             )
         except (KeyError, TypeError, ValueError, ValidationError) as exc:
             if isinstance(exc, EncoderError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -142,6 +143,36 @@ class Drift(Strict):
     missing_indicators: bool = True
 
 
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def canonical(dumped: Mapping[str, Any]) -> str:
+    """Canonical JSON of a dumped spec (:meth:`DatasetSpec.canonical_json`), also for one stored long ago."""
+    return json.dumps(_without_none(dict(dumped)), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class PerformanceRule(Strict):
+    """Retrain when the live metric falls below the champion's holdout figure by more than ``max_drop``."""
+
+    metric: Literal["accuracy", "roc_auc"] = "accuracy"
+    max_drop: float = Field(0.05, gt=0, le=1)
+    min_labelled_rows: int = Field(200, ge=1)
+
+
+class Retrain(Strict):
+    """When a run retrains: any rule that fires (see :mod:`lifeboat.monitoring.policy`)."""
+
+    on_drift: bool = True
+    min_new_rows: int | None = Field(None, ge=1)
+    performance: PerformanceRule | None = None
+    on_schedule: bool = False
+
+
 class Gate(Strict):
     """Per-dataset overrides of the promotion gate (unset = the global ``LIFEBOAT_GATE_*`` settings)."""
 
@@ -184,6 +215,8 @@ class DatasetSpec(Strict):
     response: Response = Field(default_factory=Response)
     example: dict[str, Any] = Field(default_factory=dict)
     schedule: str = "0 2 * * *"
+    #: The retraining rules; None keeps the global ``LIFEBOAT_DRIFT_POLICY``.
+    retrain: Retrain | None = None
 
     @field_validator("models")
     @classmethod
@@ -289,9 +322,9 @@ class DatasetSpec(Strict):
         return raw + [s.name for s in self.derived if isinstance(s, RegexExtract)]
 
     def canonical_json(self) -> str:
-        """The spec as canonical JSON: sorted keys, no whitespace, defaults filled in."""
-        data = self.model_dump(mode="json", by_alias=True)
-        return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        """The spec as canonical JSON: sorted keys, no whitespace, defaults filled in, unset (None) keys left
+        out, so that a key added to the spec model later (None by default) changes no existing fingerprint."""
+        return canonical(self.model_dump(mode="json", by_alias=True))
 
     def fingerprint(self) -> str:
         """sha256 of :meth:`canonical_json`: the same for any YAML layout or key order of one spec."""

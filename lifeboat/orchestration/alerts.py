@@ -1,7 +1,8 @@
-"""Failure alerts of the DAGs: a log line always, a webhook and an e-mail when the settings ask for them.
+"""Alerts of the DAGs: a log line always, a webhook and an e-mail when the settings ask for them.
 
-:func:`notify_failure` is the DAGs' ``on_failure_callback``. An alert that cannot be delivered is logged and
-never raises: a broken webhook must not hide the task failure it reports.
+:func:`notify_failure` is the DAGs' ``on_failure_callback``; :func:`notify_monitoring` reports drift in live
+traffic and a live performance drop, whether or not a retraining follows. An alert that cannot be delivered
+is logged and never raises: a broken webhook must not hide the task failure it reports.
 """
 
 from __future__ import annotations
@@ -49,12 +50,14 @@ def alert_text(details: Mapping[str, str]) -> str:
     return text
 
 
-def send_webhook(url: str, details: Mapping[str, str], timeout: float = 10.0) -> None:
+def send_webhook(
+    url: str, details: Mapping[str, str], timeout: float = 10.0, text: str | None = None
+) -> None:
     """POST the alert as JSON (``text`` for Slack-style hooks, plus every detail); raises on failure.
 
     urllib rather than httpx: httpx logs every request's URL at INFO, and a webhook's URL is its credential.
     """
-    body = json.dumps({"text": alert_text(details), **details}).encode()
+    body = json.dumps({"text": text if text is not None else alert_text(details), **details}).encode()
     request = urllib.request.Request(
         url, data=body, method="POST", headers={"Content-Type": "application/json"}
     )
@@ -72,33 +75,62 @@ def delivery_failure(exc: BaseException) -> str:
     return type(exc).__name__
 
 
-def send_email(settings: Settings, details: Mapping[str, str], timeout: float = 10.0) -> None:
+def send_email(
+    settings: Settings,
+    details: Mapping[str, str],
+    timeout: float = 10.0,
+    text: str | None = None,
+    subject: str | None = None,
+) -> None:
     """Send the alert by SMTP to ``settings.alert_emails``; raises on failure."""
     message = EmailMessage()
-    message["Subject"] = f"[lifeboat] {details['dag_id']}.{details['task_id']} failed"
+    message["Subject"] = subject or f"[lifeboat] {details['dag_id']}.{details['task_id']} failed"
     message["From"] = settings.alert_email_from
     message["To"] = ", ".join(settings.alert_emails)
-    message.set_content(alert_text(details))
+    message.set_content(text if text is not None else alert_text(details))
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout) as smtp:
         smtp.send_message(message)
+
+
+def _deliver(settings: Settings, details: Mapping[str, str], text: str, subject: str) -> list[str]:
+    """The webhook and e-mail configured (never raising); return the channels reached besides the log."""
+    reached = []
+    if settings.alert_webhook_url:
+        try:
+            send_webhook(settings.alert_webhook_url.get_secret_value(), details, text=text)
+            reached.append("webhook")
+        except Exception as exc:  # any failure to deliver is reported, never raised (see module doc)
+            logger.error("the alert could not be posted to the webhook: %s", delivery_failure(exc))
+    if settings.alert_emails:
+        try:
+            send_email(settings, details, text=text, subject=subject)
+            reached.append("email")
+        except (OSError, smtplib.SMTPException) as exc:
+            logger.error("the alert could not be e-mailed: %s", exc)
+    return reached
 
 
 def notify_failure(context: Mapping[str, Any], settings: Settings | None = None) -> list[str]:
     """Report a failed task: log it, then the webhook and e-mail configured; return the channels reached."""
     settings = settings or get_settings()
     details = failure_details(context)
-    logger.error("%s", alert_text(details))
-    reached = ["log"]
-    if settings.alert_webhook_url:
-        try:
-            send_webhook(settings.alert_webhook_url.get_secret_value(), details)
-            reached.append("webhook")
-        except Exception as exc:  # any failure to deliver is reported, never raised (see module doc)
-            logger.error("the failure alert could not be posted to the webhook: %s", delivery_failure(exc))
-    if settings.alert_emails:
-        try:
-            send_email(settings, details)
-            reached.append("email")
-        except (OSError, smtplib.SMTPException) as exc:
-            logger.error("the failure alert could not be e-mailed: %s", exc)
-    return reached
+    text = alert_text(details)
+    logger.error("%s", text)
+    subject = f"[lifeboat] {details['dag_id']}.{details['task_id']} failed"
+    return ["log", *_deliver(settings, details, text, subject)]
+
+
+def notify_monitoring(
+    settings: Settings, kind: str, dataset: str, message: str, figures: Mapping[str, Any]
+) -> list[str]:
+    """Report what monitoring saw (``kind``: ``live_drift``, ``performance_drop``) even when no retraining
+    follows: a log line, then the webhook and e-mail configured; return the channels reached."""
+    details = {
+        "kind": kind,
+        "dataset": dataset,
+        "message": message,
+        "figures": json.dumps(dict(figures), sort_keys=True, default=str),
+    }
+    text = f"lifeboat: {dataset}: {message}"
+    logger.warning("%s", text)
+    return ["log", *_deliver(settings, details, text, f"[lifeboat] {dataset}: {kind.replace('_', ' ')}")]

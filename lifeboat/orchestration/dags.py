@@ -247,17 +247,30 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
 
         @task.short_circuit
         def decide_training(
-            pulled: dict[str, Any], drift: dict[str, Any], params: dict[str, Any] | None = None
+            pulled: dict[str, Any],
+            drift: dict[str, Any],
+            params: dict[str, Any] | None = None,
+            dag_run: Any = None,
+            ti: Any = None,
         ) -> bool:
             from lifeboat.orchestration import retrain
 
             current = settings_for(dataset)
             with retrain.fail_without_retry(retrain.BadRunParams):
                 run_params = retrain.RunParams.from_params(params or {}, current)
+            drift_step = DriftStep.model_validate(drift)
             decision = retrain.decide_training(
-                current, run_params, PulledData.model_validate(pulled), DriftStep.model_validate(drift)
+                current,
+                run_params,
+                PulledData.model_validate(pulled),
+                drift_step,
+                live=retrain.live_figures(current),
+                scheduled=getattr(dag_run, "run_type", None) == "scheduled",
             )
             logger.info("train: %s (%s)", decision.train, decision.reason)
+            retrain.alert_on_monitoring(current, drift_step, decision)
+            if ti is not None:  # the decision, its rule and figures, for the run's record (XCom "decision")
+                ti.xcom_push(key="decision", value=decision.to_xcom())
             return decision.train
 
         @task(multiple_outputs=True)

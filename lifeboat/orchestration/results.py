@@ -7,7 +7,7 @@ renamed or missing key fails loudly at the boundary instead of turning into a si
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,6 +34,10 @@ class PulledData(StepResult):
     #: The dataset spec now and the one the champion was trained with (its ``dataset_spec_fingerprint`` tag).
     spec_fingerprint: str | None = None
     champion_spec_fingerprint: str | None = None
+    #: Labelled rows added since the champion was trained (None: the champion records no row count).
+    new_rows: int | None = None
+    #: The champion's holdout metrics (``holdout_accuracy``, ``holdout_roc_auc``...), for the policy's rules.
+    champion_holdout: dict[str, float] = {}
 
     @property
     def spec_changed(self) -> bool:
@@ -78,10 +82,15 @@ class DriftStep(StepResult):
 
 
 class TrainingDecision(StepResult):
-    """``decide_training``: whether the run trains, and why."""
+    """``decide_training``: whether the run trains, why, which rule decided and every rule's verdict."""
 
     train: bool
     reason: str
+    #: The rule that decided: ``first_model``, ``manual``, ``spec_changed``, a policy rule (``performance``,
+    #: ``drift``, ``new_rows``, ``schedule``), ``drift_policy`` (the global setting), or None (none fired).
+    rule: str | None = None
+    #: Each rule of the dataset's policy with its figures (empty under the global ``LIFEBOAT_DRIFT_POLICY``).
+    verdicts: list[dict[str, Any]] = []
 
 
 class SparkPlan(StepResult):

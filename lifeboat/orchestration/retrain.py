@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lifeboat.orchestration import pipeline
 from lifeboat.orchestration.results import (
@@ -32,7 +32,10 @@ from lifeboat.orchestration.results import (
     ValidatedFile,
 )
 from lifeboat.settings import Settings
-from lifeboat.training.summary import DATASET_SPEC_TAG
+from lifeboat.training.summary import DATASET_SPEC_TAG, INPUT_ROWS_TAG
+
+if TYPE_CHECKING:
+    from lifeboat.monitoring.policy import LiveFigures
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +159,7 @@ def pull_data(settings: Settings) -> PulledData:
     champion = registry.version_by_alias(settings.model_name, registry.CHAMPION)
     tags = (champion.tags or {}) if champion is not None else {}
     champion_fingerprint = tags.get("data_fingerprint")
+    trained_rows = tags.get(INPUT_ROWS_TAG)
     result = PulledData(
         files=[str(f.path) for f in fingerprint.files],
         rows=fingerprint.total_rows,
@@ -165,6 +169,8 @@ def pull_data(settings: Settings) -> PulledData:
         new_data=champion_fingerprint != current,
         spec_fingerprint=spec_of(settings).fingerprint(),
         champion_spec_fingerprint=tags.get(DATASET_SPEC_TAG),
+        new_rows=max(fingerprint.total_rows - int(trained_rows), 0) if trained_rows else None,
+        champion_holdout=registry.holdout_metrics(champion) if champion is not None else {},
     )
     logger.info(
         "data: %d file(s), %d rows, fingerprint %s (champion's: %s)",
@@ -245,19 +251,35 @@ def _log_drift_run(settings: Settings, summary: Any, run_id: str) -> None:
 
 
 def decide_training(
-    settings: Settings, params: RunParams, pulled: PulledData, drift_summary: DriftStep
+    settings: Settings,
+    params: RunParams,
+    pulled: PulledData,
+    drift_summary: DriftStep,
+    live: LiveFigures | None = None,
+    scheduled: bool = False,
 ) -> TrainingDecision:
     """Whether this run trains, and why: no champion yet, the run's override, an edited dataset spec, or
-    the drift policy."""
+    the dataset's retraining policy (its spec's ``retrain`` rules, else the global drift policy).
+
+    ``live`` are the champion's live figures from feedback labels (None: not measured); ``scheduled`` says
+    whether this is the scheduled run (the ``schedule`` rule).
+    """
+    from lifeboat.dataset.spec import spec_of
+    from lifeboat.monitoring import policy
     from lifeboat.monitoring.drift import should_retrain
 
     if not pulled.champion_version:
-        return TrainingDecision(train=True, reason="no champion yet: the first model is trained")
+        return TrainingDecision(
+            train=True, reason="no champion yet: the first model is trained", rule="first_model"
+        )
     if params.retrain_without_changes:
-        return TrainingDecision(train=True, reason="retrain_without_changes is set for this run")
+        return TrainingDecision(
+            train=True, reason="retrain_without_changes is set for this run", rule="manual"
+        )
     if pulled.spec_changed:
         return TrainingDecision(
             train=True,
+            rule="spec_changed",
             reason=(
                 f"the dataset spec changed since champion v{pulled.champion_version} was trained "
                 f"(fingerprint {str(pulled.champion_spec_fingerprint)[:12]} -> "
@@ -265,8 +287,58 @@ def decide_training(
             ),
         )
     summary = None if drift_summary.status == "skipped" else drift_summary.model_dump(exclude_none=True)
-    train, reason = should_retrain(summary, pulled.new_data, settings.drift_policy)
-    return TrainingDecision(train=train, reason=reason)
+    rules = spec_of(settings).retrain
+    if rules is None:
+        train, reason = should_retrain(summary, pulled.new_data, settings.drift_policy)
+        return TrainingDecision(train=train, reason=reason, rule="drift_policy" if train else None)
+    inputs = policy.PolicyInputs(
+        drift=summary,
+        new_data=pulled.new_data,
+        new_rows=pulled.new_rows,
+        live=live,
+        holdout=pulled.champion_holdout,
+        scheduled=scheduled,
+    )
+    decided = policy.evaluate(rules, inputs)
+    return TrainingDecision(
+        train=decided.train,
+        reason=decided.reason,
+        rule=decided.rule,
+        verdicts=[v.model_dump(mode="json") for v in decided.verdicts],
+    )
+
+
+def live_figures(settings: Settings) -> LiveFigures | None:
+    """The champion's live figures from its labelled predictions (None until they can be measured)."""
+    return None
+
+
+def alert_on_monitoring(settings: Settings, drift: DriftStep, decision: TrainingDecision) -> list[str]:
+    """Alert on drift in live traffic and on a live performance drop, whether or not the run retrains.
+
+    Returns the kinds alerted (``live_drift``, ``performance_drop``).
+    """
+    from lifeboat.orchestration.alerts import notify_monitoring
+
+    alerted = []
+    if (drift.current_source or "").startswith("requests") and drift.dataset_drift:
+        columns = ", ".join(drift.drifted_columns) or "dataset drift"
+        message = f"drift in live traffic ({columns}); this run: {decision.reason}"
+        figures = {
+            "share_drifted": drift.share_drifted,
+            "columns": drift.drifted_columns,
+            "report": drift.html_path,
+        }
+        notify_monitoring(settings, "live_drift", settings.dataset, message, figures)
+        alerted.append("live_drift")
+    for verdict in decision.verdicts:
+        if verdict.get("rule") == "performance" and verdict.get("fired"):
+            message = f"live performance dropped: {verdict.get('detail')}"
+            notify_monitoring(
+                settings, "performance_drop", settings.dataset, message, verdict.get("figures", {})
+            )
+            alerted.append("performance_drop")
+    return alerted
 
 
 def plan_spark_jobs(settings: Settings, run_id: str, params: RunParams) -> SparkPlan:

@@ -178,6 +178,19 @@ GATE_TAG_PREFIX = "gate."
 ROLLBACK_TAG_PREFIX = "rollback."
 
 
+def holdout_metrics(version: ModelVersion) -> dict[str, float]:
+    """The ``holdout_*`` metrics of the run that produced ``version`` (empty when the run is gone)."""
+    from mlflow.exceptions import MlflowException
+
+    if not version.run_id:
+        return {}
+    try:
+        metrics = mlflow_client().get_run(version.run_id).data.metrics
+    except MlflowException:
+        return {}
+    return {k: float(v) for k, v in metrics.items() if k.startswith("holdout_")}
+
+
 def utc_now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 SUMMARY_NAME = "train_summary.json"
 #: Tag of every run and registered version: the fingerprint of the dataset spec it was trained with.
 DATASET_SPEC_TAG = "dataset_spec_fingerprint"
+#: Version tag: the labelled rows the version was trained on (input rows, before de-duplication).
+INPUT_ROWS_TAG = "data_input_rows"
 
 
 class TrainSummaryError(ValueError):

@@ -69,7 +69,7 @@ from lifeboat.training.selection import (
     score,
     stratified_sample,
 )
-from lifeboat.training.summary import DATASET_SPEC_TAG, SUMMARY_NAME, TrainResult
+from lifeboat.training.summary import DATASET_SPEC_TAG, INPUT_ROWS_TAG, SUMMARY_NAME, TrainResult
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -444,6 +444,7 @@ def run_training(spark: SparkSession, config: TrainConfig) -> TrainResult:
                     "salt": lineage["salt"],
                     "reference_artifact": f"runs:/{run_id}/{REFERENCE_ARTIFACT}",
                     "cv_rows": str(sample.rows),
+                    INPUT_ROWS_TAG: str(sum(int(i.get("rows", 0)) for i in data.summary.get("inputs", []))),
                     "dataset": data.encoder.spec.name,
                     DATASET_SPEC_TAG: data.encoder.fingerprint,
                     **{k: repr(v) for k, v in {**holdout_metrics, **cv}.items()},

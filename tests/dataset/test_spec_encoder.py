@@ -289,3 +289,37 @@ def test_the_encoder_needs_no_yaml_parser_spark_or_airflow() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert done.stdout.strip() == "[]"
+
+
+# --- encoders fitted before the spec model gained keys ------------------------------------------------
+
+
+def _legacy_fingerprint(spec: dict[str, Any]) -> str:
+    """Fingerprints before unset keys were left out: the plain dump, every default written."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def test_an_encoder_fitted_before_a_spec_key_existed_still_loads_with_its_fingerprint(
+    fitted: FittedEncoder,
+) -> None:
+    from lifeboat.dataset.fitted import EncoderError
+
+    data = fitted.to_dict()
+    old_spec = {
+        k: v for k, v in data["spec"].items() if k != "retrain"
+    }  # the model had no `retrain` key then
+    old_spec["drift"] = {**old_spec["drift"], "thresholds": {}}  # a key whose default was written out then
+    old = {**data, "spec": old_spec, "spec_fingerprint": _legacy_fingerprint(old_spec)}
+    loaded = FittedEncoder.from_dict(old)
+    assert loaded.fingerprint == old["spec_fingerprint"]  # what the model version's tag recorded
+    tampered = {**old, "spec": {**old_spec, "description": "edited after fitting"}}
+    with pytest.raises(EncoderError, match="does not match its fingerprint"):
+        FittedEncoder.from_dict(tampered)
+
+
+def test_unset_keys_are_not_part_of_the_fingerprint(titanic_spec: Any) -> None:
+    assert '"retrain"' not in titanic_spec.canonical_json()  # the section is not set in the titanic spec
+    assert titanic_spec.model_copy(update={"retrain": None}).fingerprint() == titanic_spec.fingerprint()
