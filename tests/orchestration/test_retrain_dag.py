@@ -307,9 +307,11 @@ def test_a_drifted_batch_added_with_the_cli_starts_a_run_by_itself_that_retrains
     drift = xcom(live_stack, run, "drift_report")
     assert drift["status"] == "drift"
     assert {"Age", "Fare"} <= set(drift["drifted_columns"])
-    decision = xcom(live_stack, run, "decide_training")
+    assert xcom(live_stack, run, "decide_training") is True  # the short-circuit's value: go on
+    decision = live_stack.client.xcom(RETRAIN, run["dag_run_id"], "decide_training", key="decision")
     assert decision["train"] is True
-    assert "drift" in decision["reason"]
+    assert decision["rule"] == "drift_policy"  # Titanic's spec has no retrain rules: LIFEBOAT_DRIFT_POLICY
+    assert decision["reason"].startswith("policy 'retrain_on_drift': drift detected (")
     gate = xcom(live_stack, run, "evaluate_gate")
     assert isinstance(gate["passed"], bool)
     assert gate["reasons"]
