@@ -76,7 +76,10 @@ def _isolated_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 #: JVM options for short-lived Spark drivers (spark-submit reads SPARK_SUBMIT_OPTS for the driver JVM).
-QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+#: With the JIT stopped at its first tier the JVM shrinks its code cache to the non-tiered default (48 MB),
+#: which the session-long SparkSession of tests/spark filled ("Out of space in CodeCache for adapters"):
+#: the tiered default size is kept.
+QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC -XX:ReservedCodeCacheSize=240m"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -92,21 +92,24 @@ def send_email(
         smtp.send_message(message)
 
 
-def _deliver(settings: Settings, details: Mapping[str, str], text: str, subject: str) -> list[str]:
-    """The webhook and e-mail configured (never raising); return the channels reached besides the log."""
+def _deliver(settings: Settings, details: Mapping[str, str], text: str, subject: str, what: str) -> list[str]:
+    """The webhook and e-mail configured (never raising); return the channels reached besides the log.
+
+    ``what`` names the alert in the log lines of a failed delivery ("failure alert", "monitoring alert").
+    """
     reached = []
     if settings.alert_webhook_url:
         try:
             send_webhook(settings.alert_webhook_url.get_secret_value(), details, text=text)
             reached.append("webhook")
         except Exception as exc:  # any failure to deliver is reported, never raised (see module doc)
-            logger.error("the alert could not be posted to the webhook: %s", delivery_failure(exc))
+            logger.error("the %s could not be posted to the webhook: %s", what, delivery_failure(exc))
     if settings.alert_emails:
         try:
             send_email(settings, details, text=text, subject=subject)
             reached.append("email")
         except (OSError, smtplib.SMTPException) as exc:
-            logger.error("the alert could not be e-mailed: %s", exc)
+            logger.error("the %s could not be e-mailed: %s", what, exc)
     return reached
 
 
@@ -117,7 +120,7 @@ def notify_failure(context: Mapping[str, Any], settings: Settings | None = None)
     text = alert_text(details)
     logger.error("%s", text)
     subject = f"[lifeboat] {details['dag_id']}.{details['task_id']} failed"
-    return ["log", *_deliver(settings, details, text, subject)]
+    return ["log", *_deliver(settings, details, text, subject, "failure alert")]
 
 
 def notify_monitoring(
@@ -133,4 +136,5 @@ def notify_monitoring(
     }
     text = f"lifeboat: {dataset}: {message}"
     logger.warning("%s", text)
-    return ["log", *_deliver(settings, details, text, f"[lifeboat] {dataset}: {kind.replace('_', ' ')}")]
+    subject = f"[lifeboat] {dataset}: {kind.replace('_', ' ')}"
+    return ["log", *_deliver(settings, details, text, subject, "monitoring alert")]
