@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     max_batch_rows: int = Field(1000, ge=1)
     max_body_bytes: int = Field(2_000_000, ge=1024)
     prediction_log_max_rows: int = Field(100_000, ge=100)
+    # Live performance (lifeboat monitor, the DAG's monitor_performance task, the server's live gauges): the
+    # newest labelled predictions of the champion that are measured.
+    monitor_window_rows: int = Field(5000, ge=1)
     # Datasets whose champions one server hosts, comma-separated (empty = every known dataset); the default
     # dataset (``dataset``) is always served.
     serving_datasets: str = ""

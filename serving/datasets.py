@@ -11,9 +11,11 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from lifeboat.dataset.spec import DatasetSpecError, spec_of
+from lifeboat.monitoring.live import LivePerformance, labelled_predictions, live_performance
 from lifeboat.monitoring.prediction_log import PredictionLog, log_columns
 from lifeboat.settings import Settings
 from serving.champion_source import ChampionSource
@@ -70,6 +72,17 @@ def _prediction_log(settings: Settings) -> PredictionLog | None:
     )
 
 
+def _live_figures(settings: Settings, holder: ModelHolder) -> LivePerformance | None:
+    """The served version's figures over its newest labelled predictions (None while nothing is served)."""
+    version = holder.version
+    if version is None:
+        return None
+    frame = labelled_predictions(
+        settings.prediction_log_path, model_version=version, last_n=settings.monitor_window_rows
+    )
+    return live_performance(frame)
+
+
 def build_dataset(settings: Settings, metrics: ServingMetrics, worker_id: str) -> DatasetServing:
     """The components of one dataset (``settings`` are that dataset's); nothing is started."""
     prediction_log = _prediction_log(settings)
@@ -79,6 +92,7 @@ def build_dataset(settings: Settings, metrics: ServingMetrics, worker_id: str) -
     fleet = FleetBoard(fleet_directory(settings), worker_id)
     sync = ChampionSync(holder, source, fleet, view, poll_seconds=settings.registry_poll_seconds)
     view.set_model(settings.model_name, None)
+    metrics.live.sources[settings.dataset] = partial(_live_figures, settings, holder)
     return DatasetServing(
         name=settings.dataset,
         settings=settings,

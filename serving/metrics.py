@@ -9,6 +9,10 @@ every worker, or run one worker per container.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,8 +20,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from lifeboat.monitoring.live import LivePerformance
 from lifeboat.monitoring.prediction_log import PredictionLogStats
 from lifeboat.settings import DEFAULT_DATASET
+
+logger = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -57,6 +64,71 @@ class _PredictionLogCollector(Collector):
         for dataset, s in present.items():
             pending.add_metric([dataset], s.pending)
         yield pending
+
+
+#: How long the live figures of a dataset are reused between scrapes (they cost a join over the log).
+LIVE_TTL_SECONDS = 10.0
+
+_LIVE_GAUGES = (
+    ("lifeboat_live_accuracy", "accuracy", "Accuracy of the served version over its labelled predictions"),
+    ("lifeboat_live_roc_auc", "roc_auc", "ROC-AUC of the served version over its labelled predictions"),
+)
+
+
+class _LiveCollector(Collector):
+    """The live figures of each dataset's served version at scrape time, reused for ``ttl`` seconds.
+
+    ``lifeboat_labelled_rows`` is always there (0 before any label); accuracy and ROC-AUC only once they are
+    defined. The figures come from the prediction log file that every worker shares, so every worker
+    reports the same values. An unreadable log is logged and leaves the gauges out, never the scrape failing.
+    """
+
+    def __init__(self, ttl: float = LIVE_TTL_SECONDS) -> None:
+        self.ttl = ttl
+        self.sources: dict[str, Callable[[], LivePerformance | None]] = {}
+        self._cache: dict[str, tuple[float, LivePerformance | None]] = {}
+        self._lock = threading.Lock()
+
+    def invalidate(self, dataset: str) -> None:
+        """Forget the cached figures of ``dataset`` (new labels arrived)."""
+        with self._lock:
+            self._cache.pop(dataset, None)
+
+    def _figures(self, dataset: str, read: Callable[[], LivePerformance | None]) -> LivePerformance | None:
+        now = time.monotonic()
+        with self._lock:
+            cached = self._cache.get(dataset)
+        if cached is not None and now - cached[0] < self.ttl:
+            return cached[1]
+        try:
+            figures = read()
+        except (sqlite3.Error, OSError) as exc:
+            logger.warning("%s: live figures unavailable: %s", dataset, exc)
+            figures = None
+        with self._lock:
+            self._cache[dataset] = (now, figures)
+        return figures
+
+    def collect(self) -> Iterator[Metric]:
+        found = {d: self._figures(d, read) for d, read in self.sources.items()}
+        present = {d: f for d, f in found.items() if f is not None}
+        if not present:
+            return
+        rows = GaugeMetricFamily(
+            "lifeboat_labelled_rows",
+            "Labelled predictions of the served version in the monitoring window",
+            labels=["dataset"],
+        )
+        for dataset, figures in present.items():
+            rows.add_metric([dataset], figures.labelled_rows)
+        yield rows
+        for name, attribute, doc in _LIVE_GAUGES:
+            gauge = GaugeMetricFamily(name, doc, labels=["dataset"])
+            for dataset, figures in present.items():
+                value = getattr(figures, attribute)
+                if value is not None:
+                    gauge.add_metric([dataset], value)
+            yield gauge
 
 
 class _Bound:
@@ -156,6 +228,8 @@ class ServingMetrics:
         self._datasets: dict[str, DatasetMetrics] = {}
         self._logs = _PredictionLogCollector()
         r.register(self._logs)
+        self.live = _LiveCollector()
+        r.register(self.live)
         self.default = self.for_dataset(dataset, log_stats)
         #: The default dataset's children (the single-model server's names, kept for its callers).
         self.predicted = self.default.predicted

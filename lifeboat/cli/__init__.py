@@ -194,7 +194,7 @@ def _restore_dataset(previous: str | None) -> None:
 
 
 # The subcommands register themselves (@command) when their modules are imported: last, as they use the above.
-from lifeboat.cli import data, dataset, drift, labels, models, stack  # noqa: E402, F401
+from lifeboat.cli import data, dataset, drift, labels, models, monitor, stack  # noqa: E402, F401
 
 if __name__ == "__main__":
     sys.exit(main())

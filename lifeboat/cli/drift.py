@@ -35,7 +35,7 @@ def _new_batch(args: argparse.Namespace) -> int:
     settings = get_settings()
     dataset = spec_of(settings)
     spec = simulate.parse_spec(args.drift, dataset)
-    start_id = _next_training_id(dataset.id_column, data.training_files(settings))
+    start_id = data.next_training_id(dataset.id_column, data.training_files(settings))
     train = pd.read_csv(settings.raw_data)
     batch = simulate.make_batch(train, args.rows, spec, args.seed, start_id, dataset=dataset)
     with tempfile.TemporaryDirectory(prefix="lifeboat-batch-") as tmp:
@@ -48,21 +48,6 @@ def _new_batch(args: argparse.Namespace) -> int:
 
     print(announce_batch(settings, target).message)
     return EXIT_OK
-
-
-def _next_training_id(id_column: str | None, files: list[Path]) -> int | None:
-    """The first id after every id of the training files (raw data and incoming batches), so a new batch
-    never collides with them; None for a dataset without an id column."""
-    if id_column is None:
-        return None
-    import pandas as pd
-
-    largest = 0
-    for path in files:
-        ids = pd.to_numeric(pd.read_csv(path, usecols=[id_column])[id_column], errors="coerce")
-        if ids.notna().any():
-            largest = max(largest, int(ids.max()))
-    return largest + 1
 
 
 def batch_route(dataset: str) -> tuple[str, str]:

@@ -1,8 +1,13 @@
-"""``lifeboat labels add FILE``: ground-truth labels of served predictions, into the dataset's prediction log.
+"""``lifeboat labels add FILE`` and ``lifeboat labels export``: ground truth of served predictions.
 
-The same ingestion as the server's ``POST /v1/datasets/{dataset}/feedback``
+``add``: the same ingestion as the server's ``POST /v1/datasets/{dataset}/feedback``
 (:func:`lifeboat.monitoring.feedback.ingest_labels`), on the log file the server writes
 (``<state>/<dataset>/predictions.sqlite``); no token is needed, the file system is the access control.
+When labels were stored it records an event on the dataset's incoming asset, so the retraining DAG runs
+and measures the live performance (its ``monitor_performance`` task).
+
+``export``: the labelled rows not exported yet become a new DVC batch of the incoming folder
+(:func:`lifeboat.monitoring.labelled_batch.export_labelled_batch`), announced like ``add-batch``.
 """
 
 from __future__ import annotations
@@ -14,16 +19,33 @@ from pathlib import Path
 from lifeboat.cli import EXIT_BAD_DATA, EXIT_OK, arg, command, print_error
 from lifeboat.settings import get_settings
 
-ACTIONS = ("add",)
+ACTIONS = ("add", "export")
 
 
 @command(
     "labels",
     'add ground-truth labels of served predictions (a CSV request_id,label or a JSON {"labels": [...]})',
-    arg("action", choices=ACTIONS, help="add FILE: store the labels of FILE"),
-    arg("file", type=Path, metavar="FILE", help="a CSV with the columns request_id,label, or a .json file"),
+    arg(
+        "action",
+        choices=ACTIONS,
+        help="add FILE: store the labels of FILE; export: the labelled rows not exported yet as a new batch",
+    ),
+    arg(
+        "file",
+        type=Path,
+        metavar="FILE",
+        nargs="?",
+        help="add: a CSV with the columns request_id,label, or a .json file",
+    ),
+    arg("--min-rows", type=int, default=1, help="export: add a batch only from this many rows (default 1)"),
+    arg("--name", default=None, help="export: the batch's file name (default: batch-<UTC time>.csv)"),
 )
 def _labels(args: argparse.Namespace) -> int:
+    if args.action == "export":
+        return _export(args)
+    if args.file is None:
+        print_error("labels", ValueError("labels add needs FILE"))
+        return EXIT_BAD_DATA
     from lifeboat.dataset.spec import spec_of
     from lifeboat.monitoring.feedback import FeedbackError, ingest_labels
     from lifeboat.monitoring.label_input import labels_from_file
@@ -49,4 +71,24 @@ def _labels(args: argparse.Namespace) -> int:
         f"{result.matched} matched (stored), {result.unknown} unknown "
         f"(not in {settings.prediction_log_path}), {result.duplicate} duplicate"
     )
+    if result.matched:
+        from lifeboat.orchestration.assets import announce_to_embedded_stack
+
+        extra = {"dataset": settings.dataset, "labels": result.matched, "source": path.name}
+        print(announce_to_embedded_stack(settings, extra).message)
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from lifeboat.monitoring.labelled_batch import export_labelled_batch
+    from lifeboat.orchestration.assets import announce_batch
+
+    if args.min_rows < 1:
+        print_error("labels", ValueError(f"--min-rows must be at least 1, got {args.min_rows}"))
+        return EXIT_BAD_DATA
+    settings = get_settings()
+    exported = export_labelled_batch(settings, min_rows=args.min_rows, name=args.name)
+    print(exported.message)
+    if exported.path is not None:
+        print(announce_batch(settings, exported.path).message)
     return EXIT_OK

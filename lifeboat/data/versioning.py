@@ -314,7 +314,7 @@ def batch_name(now: datetime | None = None) -> str:
     return f"batch-{moment:%Y%m%dT%H%M%S.%f}Z.csv"
 
 
-def _target_name(name: str | None) -> str:
+def batch_file_name(name: str | None) -> str:
     """Check a batch file name given by the user (no folders, no hidden files) and give it ``.csv``."""
     if name is None:
         return batch_name()
@@ -357,7 +357,7 @@ def add_batch(
     source = Path(csv_path)
     settings = settings or get_settings()
     summary = validate_csv(spec_of(settings), source, require_label=True)
-    target_name = _target_name(name)
+    target_name = batch_file_name(name)
     incoming = settings.incoming_dir
     root = root or repo_root(incoming.resolve())
     with dvc_lock(settings):
@@ -373,3 +373,18 @@ def add_batch(
             raise DataError(f"batch {source} was not added (the copy {target} was removed): {exc}") from exc
     logger.info("added batch %s (%d rows) as %s", source, summary.rows, target)
     return target
+
+
+def next_training_id(id_column: str | None, files: list[Path]) -> int | None:
+    """The first id after every id of the training files (raw data and incoming batches), so a new batch
+    never collides with them; None for a dataset without an id column."""
+    if id_column is None:
+        return None
+    import pandas as pd  # not at module level: DVC commands do not need it
+
+    largest = 0
+    for path in files:
+        ids = pd.to_numeric(pd.read_csv(path, usecols=[id_column])[id_column], errors="coerce")
+        if ids.notna().any():
+            largest = max(largest, int(ids.max()))
+    return largest + 1

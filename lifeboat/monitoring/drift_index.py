@@ -1,4 +1,6 @@
-"""The index of drift reports (index.json beside the HTML reports), updated atomically under a file lock."""
+"""The index of a dataset's monitoring reports (index.json beside the HTML reports), updated atomically under
+a file lock. Each entry has a ``kind``: ``drift`` (:mod:`lifeboat.monitoring.drift`) or ``performance``
+(:mod:`lifeboat.monitoring.performance`); entries written before kinds existed are drift reports."""
 
 from __future__ import annotations
 
@@ -44,6 +46,7 @@ def _index_lock(output_dir: Path) -> Iterator[None]:
 
 def _index_entry(summary: DriftSummary) -> dict[str, Any]:
     return {
+        "kind": "drift",
         "name": summary.name,
         "status": summary.status,
         "dataset_drift": summary.dataset_drift,
@@ -74,12 +77,18 @@ def read_index(output_dir: Path | str) -> list[dict[str, Any]]:
 
 
 def update_index(output_dir: Path | str, summary: DriftSummary) -> Path:
-    """Add (or replace, by name) the summary's entry in ``index.json``; keep it sorted newest first."""
+    """Add (or replace, by name) the drift summary's entry in ``index.json``; keep it sorted newest first."""
+    return add_index_entry(output_dir, _index_entry(summary))
+
+
+def add_index_entry(output_dir: Path | str, entry: dict[str, Any]) -> Path:
+    """Add (or replace, by name) one report's entry (``name``, ``kind``, ``created_at``, ``html``, ``json``
+    and its figures) in ``index.json``; keep it sorted newest first."""
     output_dir = Path(output_dir)
     path = output_dir / INDEX_FILE
     with _index_lock(output_dir):
-        reports = [r for r in read_index(output_dir) if r.get("name") != summary.name]
-        reports.insert(0, _index_entry(summary))
+        reports = [r for r in read_index(output_dir) if r.get("name") != entry["name"]]
+        reports.insert(0, entry)
         reports.sort(key=lambda r: datetime.fromisoformat(str(r["created_at"])), reverse=True)
         write_text_atomically(path, json.dumps({"version": 1, "reports": reports}, indent=2) + "\n")
     return path

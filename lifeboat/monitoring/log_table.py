@@ -245,7 +245,12 @@ def read_window(
             connection.close()
     names = [*(c.name for c in wanted), *META_COLUMNS]
     frame = pd.DataFrame(rows, columns=names) if rows else pd.DataFrame({c: [] for c in names})
-    for column in wanted:
+    return typed(frame, wanted).reset_index(drop=True)
+
+
+def typed(frame: pd.DataFrame, columns: Sequence[LogColumn]) -> pd.DataFrame:
+    """``frame`` with the raw ``columns`` typed as the log types them and the metadata columns typed."""
+    for column in columns:
         dtype = column.pandas_dtype
         if dtype == "int64" and frame[column.name].isna().any():  # rows logged before the column existed
             dtype = "Int64"
@@ -255,7 +260,7 @@ def read_window(
     frame["probability"] = frame["probability"].astype("float64")
     frame["prediction"] = frame["prediction"].astype("int64")
     frame["request_id"] = frame["request_id"].astype("object")
-    return frame.reset_index(drop=True)
+    return frame
 
 
 def _select(

@@ -30,7 +30,7 @@ from lifeboat.orchestration.alerts import notify_failure
 from lifeboat.orchestration.assets import champion_asset, incoming_asset
 from lifeboat.orchestration.pipeline import jobs_dir
 from lifeboat.orchestration.pools import registry_pool
-from lifeboat.orchestration.results import DriftStep, GateStep, PulledData, RolledBack
+from lifeboat.orchestration.results import DriftStep, GateStep, PerformanceStep, PulledData, RolledBack
 from lifeboat.settings import DATASET_NAME_PATTERN, Settings, get_settings, settings_for
 
 if TYPE_CHECKING:
@@ -51,15 +51,19 @@ RETRAIN_DOC = """
 2. **validate_data** - the dataset spec against the data: types, ranges, labels; fails naming the file, row
    and column (no retry).
 3. **drift_report** - Evidently: the champion's training rows vs the newest batch (new data) or the
-   logged prediction requests; HTML in the "Drift reports" page and in MLflow.
-4. **decide_training** - train when there is no champion, when the run asks for it
+   logged prediction requests; HTML in the "Monitoring" page and in MLflow.
+4. **monitor_performance** - the champion's live performance over the predictions whose labels came back
+   (accuracy, ROC-AUC, precision, recall, calibration) beside its holdout figures; a report in the
+   "Monitoring" page. A drop beyond the performance rule's margin alerts.
+5. **decide_training** - train when there is no champion, when the run asks for it
    (`retrain_without_changes`), when the dataset spec changed since the champion was trained, or when
-   the drift policy says so; otherwise the run ends here.
-5. **preprocess**, **train** - Spark jobs (`jobs/preprocess.py`, `jobs/train.py`) through the
+   the dataset's retraining policy says so (drift in new data, a live performance drop, new rows, the
+   schedule); otherwise the run ends here.
+6. **preprocess**, **train** - Spark jobs (`jobs/preprocess.py`, `jobs/train.py`) through the
    `spark_default` connection (`local[*]` or a cluster).
-6. **evaluate_gate** - challenger and champion on the same holdout; the decision and its numbers become
+7. **evaluate_gate** - challenger and champion on the same holdout; the decision and its numbers become
    version tags and the run's `gate.json`.
-7. **promote** (only when the gate passed and this is not a dry run) -> **reload_serving** (authenticated
+8. **promote** (only when the gate passed and this is not a dry run) -> **reload_serving** (authenticated
    reload, then wait until the server answers with the new version).
 
 Parameters of a manual run: model families, required improvement, dry run, retrain without changes.
@@ -245,10 +249,18 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
             new_data = PulledData.model_validate(pulled).new_data
             return retrain.drift_report(settings_for(dataset), str(run_id), new_data).to_xcom()
 
+        @task
+        def monitor_performance(pulled: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
+            from lifeboat.orchestration import monitor_steps
+
+            champion = PulledData.model_validate(pulled)
+            return monitor_steps.monitor_performance(settings_for(dataset), str(run_id), champion).to_xcom()
+
         @task.short_circuit
         def decide_training(
             pulled: dict[str, Any],
             drift: dict[str, Any],
+            performance: dict[str, Any],
             params: dict[str, Any] | None = None,
             dag_run: Any = None,
             ti: Any = None,
@@ -259,16 +271,19 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
             with retrain.fail_without_retry(retrain.BadRunParams):
                 run_params = retrain.RunParams.from_params(params or {}, current)
             drift_step = DriftStep.model_validate(drift)
+            live = PerformanceStep.model_validate(performance)
             decision = retrain.decide_training(
                 current,
                 run_params,
                 PulledData.model_validate(pulled),
                 drift_step,
-                live=retrain.live_figures(current),
+                live=live.live_figures(),
                 scheduled=getattr(dag_run, "run_type", None) == "scheduled",
             )
             logger.info("train: %s (%s)", decision.train, decision.reason)
-            retrain.alert_on_monitoring(current, drift_step, decision)
+            from lifeboat.orchestration.monitor_steps import alert_on_monitoring
+
+            alert_on_monitoring(current, drift_step, decision, live)
             if ti is not None:  # the decision, its rule and figures, for the run's record (XCom "decision")
                 ti.xcom_push(key="decision", value=decision.to_xcom())
             return decision.train
@@ -322,7 +337,8 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
         pulled: Any = pull_data()
         validated = validate_data()
         drift: Any = drift_report(pulled)
-        go = decide_training(pulled, drift)
+        performance: Any = monitor_performance(pulled)
+        go = decide_training(pulled, drift, performance)
         plan: Any = plan_spark_jobs()
         preprocess = spark_job("preprocess", "preprocess.py", plan["preprocess_args"])
         train = spark_job("train", "train.py", plan["train_args"])
@@ -331,7 +347,7 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
         promoted: Any = promote()
         no_promotion = EmptyOperator(task_id="no_promotion")
 
-        pulled >> validated >> drift
+        pulled >> validated >> [drift, performance]
         go >> plan >> preprocess >> train >> gate
         branch >> [promoted, no_promotion]
         reload_serving(promoted)

@@ -81,6 +81,34 @@ class DriftStep(StepResult):
     sampled: bool = False
 
 
+class PerformanceStep(StepResult):
+    """``monitor_performance``: the champion's live figures over its labelled predictions, and the verdict.
+
+    ``status`` is a report's verdict (``ok``, ``degraded``, ``not_enough_data``), ``skipped`` (no champion
+    yet) or ``unavailable`` (the prediction log cannot be read; the run goes on without live figures).
+    """
+
+    name: str
+    status: Literal["ok", "degraded", "not_enough_data", "skipped", "unavailable"]
+    message: str
+    model_version: str | None = None
+    labelled_rows: int = 0
+    accuracy: float | None = None
+    roc_auc: float | None = None
+    metric: str | None = None
+    drop: float | None = None
+    holdout: dict[str, float] = {}
+    html_path: str | None = None
+
+    def live_figures(self) -> Any:
+        """The :class:`~lifeboat.monitoring.policy.LiveFigures` of the policy (None when not measured)."""
+        from lifeboat.monitoring.policy import LiveFigures
+
+        if self.status in ("skipped", "unavailable"):
+            return None
+        return LiveFigures(labelled_rows=self.labelled_rows, accuracy=self.accuracy, roc_auc=self.roc_auc)
+
+
 class TrainingDecision(StepResult):
     """``decide_training``: whether the run trains, why, which rule decided and every rule's verdict."""
 

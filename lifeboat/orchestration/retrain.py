@@ -290,7 +290,23 @@ def decide_training(
     rules = spec_of(settings).retrain
     if rules is None:
         train, reason = should_retrain(summary, pulled.new_data, settings.drift_policy)
-        return TrainingDecision(train=train, reason=reason, rule="drift_policy" if train else None)
+        if train:
+            return TrainingDecision(train=True, reason=reason, rule="drift_policy")
+        # Without retrain rules a live performance drop (the default performance rule) retrains as well.
+        from lifeboat.dataset.models import PerformanceRule, Retrain
+
+        verdict = policy.evaluate(
+            Retrain(on_drift=False, performance=PerformanceRule()),
+            policy.PolicyInputs(live=live, holdout=pulled.champion_holdout),
+        )
+        if verdict.train:
+            return TrainingDecision(
+                train=True,
+                reason=verdict.reason,
+                rule="performance",
+                verdicts=[v.model_dump(mode="json") for v in verdict.verdicts if v.rule == "performance"],
+            )
+        return TrainingDecision(train=False, reason=reason, rule=None)
     inputs = policy.PolicyInputs(
         drift=summary,
         new_data=pulled.new_data,
@@ -306,39 +322,6 @@ def decide_training(
         rule=decided.rule,
         verdicts=[v.model_dump(mode="json") for v in decided.verdicts],
     )
-
-
-def live_figures(settings: Settings) -> LiveFigures | None:
-    """The champion's live figures from its labelled predictions (None until they can be measured)."""
-    return None
-
-
-def alert_on_monitoring(settings: Settings, drift: DriftStep, decision: TrainingDecision) -> list[str]:
-    """Alert on drift in live traffic and on a live performance drop, whether or not the run retrains.
-
-    Returns the kinds alerted (``live_drift``, ``performance_drop``).
-    """
-    from lifeboat.orchestration.alerts import notify_monitoring
-
-    alerted = []
-    if (drift.current_source or "").startswith("requests") and drift.dataset_drift:
-        columns = ", ".join(drift.drifted_columns) or "dataset drift"
-        message = f"drift in live traffic ({columns}); this run: {decision.reason}"
-        figures = {
-            "share_drifted": drift.share_drifted,
-            "columns": drift.drifted_columns,
-            "report": drift.html_path,
-        }
-        notify_monitoring(settings, "live_drift", settings.dataset, message, figures)
-        alerted.append("live_drift")
-    for verdict in decision.verdicts:
-        if verdict.get("rule") == "performance" and verdict.get("fired"):
-            message = f"live performance dropped: {verdict.get('detail')}"
-            notify_monitoring(
-                settings, "performance_drop", settings.dataset, message, verdict.get("figures", {})
-            )
-            alerted.append("performance_drop")
-    return alerted
 
 
 def plan_spark_jobs(settings: Settings, run_id: str, params: RunParams) -> SparkPlan:

@@ -218,6 +218,8 @@ async def add_feedback(dataset: str, request: Request, state: StateDep) -> Any:
             detail=f"the prediction log of {dataset!r} cannot be written right now ({exc}); retry later",
             headers={"Retry-After": "5"},
         ) from exc
+    if result.matched:  # this worker's live gauges are recomputed at the next scrape
+        state.metrics.live.invalidate(dataset)
     logger.info(
         "feedback for %s: %d label(s), %d matched, %d unknown, %d duplicate",
         dataset,

@@ -106,9 +106,10 @@ def test_retrain_task_graph(dagbag: Any) -> None:
     dag = dagbag.dags["titanic_retrain"]
     downstream = {t.task_id: set(t.downstream_task_ids) for t in dag.tasks}
     assert downstream == {
-        "pull_data": {"validate_data", "drift_report", "decide_training"},
-        "validate_data": {"drift_report"},
+        "pull_data": {"validate_data", "drift_report", "monitor_performance", "decide_training"},
+        "validate_data": {"drift_report", "monitor_performance"},
         "drift_report": {"decide_training"},
+        "monitor_performance": {"decide_training"},
         "decide_training": {"plan_spark_jobs"},
         "plan_spark_jobs": {"preprocess", "train"},
         "preprocess": {"train"},

@@ -37,7 +37,10 @@ def test_labels_add_counts_and_stores(
     assert cli.main(["labels", "add", str(labels), "--dataset", "adult"]) == cli.EXIT_OK
     out = capsys.readouterr().out
     assert "4 label(s) for dataset adult: 2 matched (stored), 1 unknown" in out
-    assert out.rstrip().endswith("1 duplicate")
+    first, announced = out.rstrip().splitlines()
+    assert first.endswith("1 duplicate")
+    # Stored labels are announced on the incoming asset (no embedded stack runs in this test).
+    assert announced == "the embedded Airflow is not running: the next scheduled run uses the data"
     assert read_labels(adult_log) == {"a-0": ("1", 1), "a-1": ("0", 0)}
     as_json = tmp_path / "labels.json"
     as_json.write_text('{"labels": [{"request_id": "a-2", "label": 1}, {"request_id": "a-0", "label": 1}]}')
@@ -72,3 +75,37 @@ def test_an_invalid_label_or_a_missing_file_exits_2(
     )
     assert "no such file" in capsys.readouterr().err
     assert read_labels(adult_log) == {}
+
+
+def test_labels_add_needs_a_file_and_export_a_positive_min_rows(
+    adult_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["labels", "add", "--dataset", "adult"]) == cli.EXIT_BAD_DATA
+    assert "labels add needs FILE" in capsys.readouterr().err
+    assert cli.main(["labels", "export", "--min-rows", "0", "--dataset", "adult"]) == cli.EXIT_BAD_DATA
+    assert "--min-rows must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_export_without_labelled_rows_adds_no_batch(
+    adult_log: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["labels", "export", "--dataset", "adult"]) == cli.EXIT_OK
+    assert capsys.readouterr().out.strip() == "0 labelled row(s) to export < 1: no batch"
+
+
+def test_an_export_that_fails_validation_adds_nothing_and_keeps_the_rows_for_later(
+    adult_log: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The logged adult rows hold only ``age``: the batch fails the spec's checks, no file is added, and the
+    labels stay unexported (a later export takes them again)."""
+    from lifeboat.monitoring.labelled_batch import unexported_rows
+
+    labels = tmp_path / "labels.csv"
+    labels.write_text("request_id,label\na-0,1\na-1,0\n")
+    assert cli.main(["labels", "add", str(labels), "--dataset", "adult"]) == cli.EXIT_OK
+    capsys.readouterr()
+    assert cli.main(["labels", "export", "--dataset", "adult"]) == cli.EXIT_BAD_DATA
+    assert "lifeboat labels: error:" in capsys.readouterr().err
+    settings = Settings(dataset="adult")
+    assert not list(settings.incoming_dir.glob("batch-*"))
+    assert unexported_rows(settings)["request_id"].tolist() == ["a-0", "a-1"]

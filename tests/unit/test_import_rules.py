@@ -29,6 +29,7 @@ SERVING_ALLOWED = (
     "lifeboat.monitoring.prediction_log",
     "lifeboat.monitoring.feedback",
     "lifeboat.monitoring.label_input",
+    "lifeboat.monitoring.live",
 )
 
 

@@ -3,6 +3,7 @@ fires decides; the alerts monitoring sends whether or not a retraining follows."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,8 @@ import yaml
 from lifeboat.dataset.models import PerformanceRule, Retrain
 from lifeboat.dataset.spec import DatasetSpecError, load_spec
 from lifeboat.monitoring.policy import LiveFigures, PolicyInputs, evaluate
-from lifeboat.orchestration import retrain
-from lifeboat.orchestration.results import DriftStep, PulledData
+from lifeboat.orchestration import monitor_steps, retrain
+from lifeboat.orchestration.results import DriftStep, PerformanceStep, PulledData
 from lifeboat.settings import Settings
 from tests.conftest import REPO_ROOT
 from tests.support.http_stub import http_stub
@@ -162,7 +163,7 @@ def test_live_drift_and_a_performance_drop_alert_even_without_retraining(tmp_pat
             settings, params, PULLED.model_copy(update={"new_data": False}), live_drift
         )
         assert live.train is False  # drift in live traffic, no new labelled data: nothing to retrain on
-        assert retrain.alert_on_monitoring(settings, live_drift, live) == ["live_drift"]
+        assert monitor_steps.alert_on_monitoring(settings, live_drift, live) == ["live_drift"]
         dropped = retrain.decide_training(
             settings,
             params,
@@ -171,9 +172,24 @@ def test_live_drift_and_a_performance_drop_alert_even_without_retraining(tmp_pat
             live=LiveFigures(labelled_rows=300, accuracy=0.70),
         )
         assert (dropped.train, dropped.rule) == (True, "performance")
-        assert retrain.alert_on_monitoring(
-            settings, DriftStep(name="r", status="no_drift", dataset_drift=False, message="none"), dropped
-        ) == ["performance_drop"]
+        quiet = DriftStep(name="r", status="no_drift", dataset_drift=False, message="none")
+        ok = PerformanceStep(
+            name="p", status="ok", message="live accuracy 0.8300: drop 0.01 <= max_drop 0.05"
+        )
+        assert monitor_steps.alert_on_monitoring(settings, quiet, dropped, ok) == []
+        degraded = PerformanceStep(
+            name="p",
+            status="degraded",
+            message=(
+                "live accuracy 0.7000 over 300 labelled rows vs holdout 0.8400: drop 0.1400 > max_drop 0.05"
+            ),
+            model_version="3",
+            labelled_rows=300,
+            accuracy=0.70,
+            metric="accuracy",
+            drop=0.14,
+        )
+        assert monitor_steps.alert_on_monitoring(settings, quiet, dropped, degraded) == ["performance_drop"]
     bodies = [r["json"] for r in stub.received]
     assert [(b["kind"], b["dataset"]) for b in bodies] == [
         ("live_drift", "titanic"),
@@ -183,3 +199,27 @@ def test_live_drift_and_a_performance_drop_alert_even_without_retraining(tmp_pat
         "lifeboat: titanic: drift in live traffic (Sex); this run: no retraining rule fired"
     )
     assert "live accuracy 0.7000 over 300 labelled rows vs holdout 0.8400" in bodies[1]["text"]
+    assert json.loads(bodies[1]["figures"])["drop"] == 0.14
+
+
+def test_without_retrain_rules_a_live_performance_drop_retrains_with_the_default_rule(tmp_path: Path) -> None:
+    """Titanic's spec has no retrain section: the global drift policy, and the default performance rule
+    (accuracy, max_drop 0.05, at least 200 labelled rows)."""
+    settings = Settings(state_dir=tmp_path / "state")
+    params = retrain.RunParams.from_params({}, settings)
+    quiet = DriftStep(name="r", status="no_drift", dataset_drift=False, message="none")
+    same = PULLED.model_copy(update={"new_data": False})
+    dropped = retrain.decide_training(
+        settings, params, same, quiet, live=LiveFigures(labelled_rows=300, accuracy=0.70)
+    )
+    assert (dropped.train, dropped.rule) == (True, "performance")
+    assert "drop 0.1400 > max_drop 0.05" in dropped.reason
+    few = retrain.decide_training(
+        settings, params, same, quiet, live=LiveFigures(labelled_rows=150, accuracy=0.5)
+    )
+    assert (few.train, few.rule) == (False, None)
+    assert few.reason.startswith("policy 'retrain_on_drift'")
+    fine = retrain.decide_training(
+        settings, params, same, quiet, live=LiveFigures(labelled_rows=300, accuracy=0.82)
+    )
+    assert fine.train is False
