@@ -122,10 +122,11 @@ serve: venv ## run the FastAPI prediction server
 smoke: venv pull ## post ROWS random rows of data/titanic/raw/test.csv to the server at URL and check every answer
 	"$(BIN)/python" tests/test_script.py --input data/titanic/raw/test.csv --rows $(ROWS) --url $(URL)
 
-bench: venv check-java pull ## serving, drift, label ingestion, DAG-run, training-scale and promotion benchmarks: tables printed, JSON in bench-results/ (BENCH_ARGS: serving options)
+bench: venv check-java pull ## serving, drift, label ingestion, live monitoring, DAG-run, training-scale and promotion benchmarks: tables printed, JSON in bench-results/ (BENCH_ARGS: serving options)
 	"$(BIN)/python" benchmarks/bench_serving.py $(BENCH_ARGS)
 	"$(BIN)/python" benchmarks/bench_drift.py
 	"$(BIN)/python" benchmarks/bench_labels.py
+	"$(BIN)/python" benchmarks/bench_monitor.py
 	"$(BIN)/python" benchmarks/bench_dag.py
 	"$(BIN)/python" benchmarks/bench_training.py
 	"$(BIN)/python" benchmarks/bench_promotion.py --reuse-state bench-results/state $(PROMOTION_ARGS)

@@ -8,7 +8,7 @@ variables a user would set; everything else is the configuration `make run` uses
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from lifeboat.stack import embedded as stack
 from lifeboat.stack import processes
 from tests.conftest import REPO_ROOT
 from tests.serving.serving_support import free_port
+from tests.support.http_stub import Stub, http_stub
 
 RETRAIN = stack.retrain_dag("titanic")
 ROLLBACK = stack.rollback_dag("titanic")
@@ -50,6 +51,8 @@ class LiveStack:
     incoming: Path
     password: str
     env: dict[str, str]
+    #: The webhook receiver every alert of the stack is posted to (``LIFEBOAT_ALERT_WEBHOOK_URL``).
+    alerts: Stub = field(default_factory=Stub)
 
     @property
     def paths(self) -> processes.StackPaths:
@@ -101,7 +104,10 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
         mlflow_port=free_port(),
         serving_port=free_port(),
     )
-    env = dict(TEST_ENV)
+    receiver = http_stub()
+    alerts = receiver.__enter__()
+    alerts.answer("POST", "/hook", 200, {"ok": True})
+    env = {**TEST_ENV, "LIFEBOAT_ALERT_WEBHOOK_URL": f"{alerts.url}/hook"}
     try:
         stack.up(settings, REPO_ROOT, say=print, extra_env=env)
         client = stack.airflow_client(settings)
@@ -110,10 +116,11 @@ def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveStack]:
             client.set_paused(dag_id, False)
         found = stack.load_secrets(processes.StackPaths.from_settings(settings))
         yield LiveStack(
-            settings, client, stack.urls(settings), incoming, found["airflow_admin_password"], env
+            settings, client, stack.urls(settings), incoming, found["airflow_admin_password"], env, alerts
         )
     finally:
         stack.down(settings, say=print)
+        receiver.__exit__(None, None, None)
     paths = processes.StackPaths.from_settings(settings)
     leftovers = [n for n in stack.SERVICES if processes.running_pid(paths, n)]
     assert not leftovers, f"still running after stack.down: {leftovers}"
