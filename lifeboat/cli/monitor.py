@@ -49,6 +49,7 @@ def _monitor(args: argparse.Namespace) -> int:
     except MonitorError as exc:
         print(f"lifeboat monitor: error: {exc}")
         return EXIT_FAILURE
+    assert summary is not None  # skip_empty is off: a report is always written
     live = summary.live
     print(
         f"{settings.dataset} v{summary.model_version}: {live.labelled_rows} labelled prediction(s) "

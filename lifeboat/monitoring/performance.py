@@ -261,11 +261,13 @@ def monitor(
     last_n: int | None = None,
     since: datetime | None = None,
     model_version: str | None = None,
-) -> PerformanceSummary:
+    skip_empty: bool = False,
+) -> PerformanceSummary | None:
     """The live performance report of the dataset's champion (or ``model_version``) over its labelled rows.
 
     The window is the newest ``last_n`` labelled predictions (default ``settings.monitor_window_rows``)
     logged since ``since`` (default: any time). Raises :class:`MonitorError` without a champion.
+    ``skip_empty`` writes no report (and returns None) when there is no labelled prediction at all.
     """
     from lifeboat.registry import store as registry
 
@@ -282,6 +284,8 @@ def monitor(
     frame = labelled_predictions(
         settings.prediction_log_path, model_version=str(version.version), last_n=rows, since=since
     )
+    if skip_empty and frame.empty:
+        return None
     window = f"labelled predictions of v{version.version}: newest {rows}" + (
         f" since {since.isoformat()}" if since is not None else ""
     )

@@ -26,7 +26,7 @@ def monitor_performance(settings: Settings, run_id: str, pulled: PulledData) -> 
     if not pulled.champion_version:
         return PerformanceStep(name=name, status="skipped", message="no champion yet: nothing to monitor")
     try:
-        summary = monitor(settings, name=name, model_version=pulled.champion_version)
+        summary = monitor(settings, name=name, model_version=pulled.champion_version, skip_empty=True)
     except MonitorError as exc:
         return PerformanceStep(name=name, status="skipped", message=str(exc))
     except sqlite3.DatabaseError as exc:
@@ -34,6 +34,9 @@ def monitor_performance(settings: Settings, run_id: str, pulled: PulledData) -> 
         return PerformanceStep(
             name=name, status="unavailable", message=f"the prediction log cannot be read: {exc}"
         )
+    if summary is None:  # no report for a window without any label (every run would add an empty one)
+        message = f"no labelled prediction of v{pulled.champion_version} yet: no report"
+        return PerformanceStep(name=name, status="not_enough_data", message=message)
     return PerformanceStep(
         name=name,
         status=summary.status,
