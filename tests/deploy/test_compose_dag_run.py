@@ -76,6 +76,7 @@ EXPECTED_STATES = {
     "pull_data": "success",
     "validate_data": "success",
     "drift_report": "success",
+    "monitor_performance": "success",
     "decide_training": "success",
     "plan_spark_jobs": "success",
     "preprocess": "success",
