@@ -41,20 +41,25 @@ class ExportedBatch:
     message: str
 
 
-def _ensure_column(connection: sqlite3.Connection) -> bool:
-    """Add :data:`EXPORTED_COLUMN` to the labels table when it lacks it; False without a labels table."""
-    columns = {r[1] for r in connection.execute(f"PRAGMA table_info({LABELS_TABLE})")}
-    if not columns:
-        return False
-    if EXPORTED_COLUMN not in columns:
-        connection.execute(f"ALTER TABLE {LABELS_TABLE} ADD COLUMN {EXPORTED_COLUMN} TEXT")
-    return True
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     return connection
+
+
+def _exported_ids(path: Path) -> set[str]:
+    """The request ids whose label was exported (none before the labels table has the column)."""
+    if not path.is_file():
+        return set()
+    connection = _connect(path)
+    try:
+        columns = {r[1] for r in connection.execute(f"PRAGMA table_info({LABELS_TABLE})")}
+        if EXPORTED_COLUMN not in columns:
+            return set()
+        query = f"SELECT request_id FROM {LABELS_TABLE} WHERE {EXPORTED_COLUMN} IS NOT NULL"
+        return {r[0] for r in connection.execute(query)}
+    finally:
+        connection.close()
 
 
 def unexported_rows(settings: Settings) -> pd.DataFrame:
@@ -62,28 +67,19 @@ def unexported_rows(settings: Settings) -> pd.DataFrame:
     from lifeboat.dataset.spec import spec_of
 
     path = settings.prediction_log_path
-    if not path.is_file():
-        return labelled_predictions(path, log_columns(spec_of(settings)))
-    connection = _connect(path)
-    try:
-        if not _ensure_column(connection):
-            return labelled_predictions(path, log_columns(spec_of(settings)))
-        done = {
-            r[0]
-            for r in connection.execute(
-                f"SELECT request_id FROM {LABELS_TABLE} WHERE {EXPORTED_COLUMN} IS NOT NULL"
-            )
-        }
-    finally:
-        connection.close()
+    done = _exported_ids(path)
     frame = labelled_predictions(path, log_columns(spec_of(settings)))
     return frame[~frame["request_id"].isin(done)].reset_index(drop=True)
 
 
 def _mark(path: Path, ids: Sequence[str], batch: str | None) -> None:
+    """Set (or clear, with None) the batch name of these labels, adding the column when it is missing."""
     connection = _connect(path)
     try:
         connection.execute("BEGIN IMMEDIATE")
+        columns = {r[1] for r in connection.execute(f"PRAGMA table_info({LABELS_TABLE})")}
+        if EXPORTED_COLUMN not in columns:
+            connection.execute(f"ALTER TABLE {LABELS_TABLE} ADD COLUMN {EXPORTED_COLUMN} TEXT")
         connection.executemany(
             f"UPDATE {LABELS_TABLE} SET {EXPORTED_COLUMN} = ? WHERE request_id = ?", [(batch, i) for i in ids]
         )

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -250,7 +249,6 @@ def performance_report(
     write_text_atomically(json_path, summary.model_dump_json(indent=2) + "\n")
     add_index_entry(output_dir, summary.index_entry())
     logger.info("performance report %s: %s (html %s)", name, message, html_path)
-    os.chmod(html_path, 0o644)
     return summary
 
 

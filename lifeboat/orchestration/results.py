@@ -7,9 +7,12 @@ renamed or missing key fails loudly at the boundary instead of turning into a si
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from lifeboat.monitoring.policy import LiveFigures
 
 
 class StepResult(BaseModel):
@@ -100,7 +103,7 @@ class PerformanceStep(StepResult):
     holdout: dict[str, float] = {}
     html_path: str | None = None
 
-    def live_figures(self) -> Any:
+    def live_figures(self) -> LiveFigures | None:
         """The :class:`~lifeboat.monitoring.policy.LiveFigures` of the policy (None when not measured)."""
         from lifeboat.monitoring.policy import LiveFigures
 

@@ -7,6 +7,9 @@ variables a user would set; everything else is the configuration `make run` uses
 
 from __future__ import annotations
 
+import os
+import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +25,7 @@ from lifeboat.stack import embedded as stack
 from lifeboat.stack import processes
 from tests.conftest import REPO_ROOT
 from tests.serving.serving_support import free_port
+from tests.support.champion import LIFEBOAT
 from tests.support.http_stub import Stub, http_stub
 
 RETRAIN = stack.retrain_dag("titanic")
@@ -69,6 +73,36 @@ class LiveStack:
         run = self.client.wait_for_run(dag_id, run_id, timeout=RUN_TIMEOUT)
         run["tasks"] = {t.task_id: t.state for t in self.client.task_states(dag_id, run_id)}
         return run
+
+    def lifeboat(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run the ``lifeboat`` command as a user of this stack would (its LIFEBOAT_* environment)."""
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")},
+            **stack.lifeboat_env(self.settings, REPO_ROOT, self.paths, stack.load_secrets(self.paths)),
+        }
+        return subprocess.run(
+            [LIFEBOAT, *args],
+            env=env,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+
+    def run_ids(self, dag_id: str) -> set[str]:
+        """The ids of the DAG's runs so far."""
+        return {r["dag_run_id"] for r in self.client.runs(dag_id, limit=100)}
+
+    def wait_for_new_run(self, dag_id: str, before: set[str], cause: str) -> dict[str, Any]:
+        """The one run started after ``before`` (within 120 s, else the test fails naming ``cause``), once
+        it has finished."""
+        deadline = time.monotonic() + 120
+        while not (new := [r for r in self.client.runs(dag_id, limit=100) if r["dag_run_id"] not in before]):
+            assert time.monotonic() < deadline, f"no run started within 120 s of {cause}"
+            time.sleep(2)
+        assert [r["run_type"] for r in new] == ["asset_triggered"]
+        return self.client.wait_for_run(dag_id, new[0]["dag_run_id"], timeout=RUN_TIMEOUT)
 
     def champion(self) -> str | None:
         """The version the registry's ``champion`` alias points at (None when there is none)."""

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import os
 import re
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +20,8 @@ import pytest
 
 from lifeboat.orchestration.retrain import folder_name
 from lifeboat.registry.artifact import CANARY_PASSENGER
-from lifeboat.stack import embedded as stack
-from lifeboat.stack import processes
 from tests.conftest import REPO_ROOT
-from tests.orchestration.conftest import RETRAIN, ROLLBACK, RUN_TIMEOUT, LiveStack
-from tests.support.champion import LIFEBOAT
+from tests.orchestration.conftest import RETRAIN, ROLLBACK, LiveStack
 from tests.support.dvc_repo import init_repo
 
 pytestmark = pytest.mark.integration
@@ -255,45 +249,15 @@ def test_a_drifted_batch_added_with_the_cli_starts_a_run_by_itself_that_retrains
     the batch stays, so the data is new for whatever follows."""
     root = live_stack.incoming.parent
     init_repo(root)  # the stack's incoming folder inside a DVC repository with a local remote, as in data/
-    paths = processes.StackPaths.from_settings(live_stack.settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")},
-        **stack.lifeboat_env(live_stack.settings, REPO_ROOT, paths, stack.load_secrets(paths)),
-    }
-    before = {r["dag_run_id"] for r in live_stack.client.runs(RETRAIN, limit=100)}
-    added = subprocess.run(
-        [
-            LIFEBOAT,
-            "new-batch",
-            "--rows",
-            "400",
-            "--drift",
-            "Age+15,Fare*3",
-            "--seed",
-            "5",
-            "--name",
-            "b.csv",
-        ],
-        env=env,
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    before = live_stack.run_ids(RETRAIN)
+    added = live_stack.lifeboat(
+        "new-batch", "--rows", "400", "--drift", "Age+15,Fare*3", "--seed", "5", "--name", "b.csv"
     )
     assert added.returncode == 0, added.stderr[-3000:]
     assert re.search(r"asset event \d+ on titanic_incoming: titanic_retrain starts a run", added.stdout), (
         added.stdout
     )
-
-    deadline = time.monotonic() + 120
-    while not (
-        new := [r for r in live_stack.client.runs(RETRAIN, limit=100) if r["dag_run_id"] not in before]
-    ):
-        assert time.monotonic() < deadline, "no run started within 120 s of the asset event"
-        time.sleep(2)
-    assert [r["run_type"] for r in new] == ["asset_triggered"]
-    run = live_stack.client.wait_for_run(RETRAIN, new[0]["dag_run_id"], timeout=RUN_TIMEOUT)
+    run = live_stack.wait_for_new_run(RETRAIN, before, "the asset event")
     assert run["state"] == "success", run
 
     events = live_stack.client.request(

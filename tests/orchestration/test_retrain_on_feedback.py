@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -21,27 +19,12 @@ import httpx
 import pandas as pd
 import pytest
 
-from lifeboat.stack import embedded as stack
-from lifeboat.stack import processes
 from tests.conftest import REPO_ROOT
-from tests.orchestration.conftest import RETRAIN, RUN_TIMEOUT, LiveStack
-from tests.support.champion import LIFEBOAT
+from tests.orchestration.conftest import RETRAIN, LiveStack
 
 pytestmark = pytest.mark.integration
 
 ROWS = 250
-
-
-def lifeboat(live_stack: LiveStack, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the ``lifeboat`` command as a user of the embedded stack would (its LIFEBOAT_* environment)."""
-    paths = processes.StackPaths.from_settings(live_stack.settings)
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")},
-        **stack.lifeboat_env(live_stack.settings, REPO_ROOT, paths, stack.load_secrets(paths)),
-    }
-    return subprocess.run(
-        [LIFEBOAT, *args], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=300, check=False
-    )
 
 
 def test_labels_proving_the_champion_wrong_start_a_run_that_alerts_and_retrains(
@@ -61,10 +44,10 @@ def test_labels_proving_the_champion_wrong_start_a_run_that_alerts_and_retrains(
         writer.writerow(["request_id", "label"])
         writer.writerows([p["request_id"], 1 - p["survived"]] for p in predictions)  # every one wrong
 
-    before = {r["dag_run_id"] for r in live_stack.client.runs(RETRAIN, limit=100)}
+    before = live_stack.run_ids(RETRAIN)
     deadline = time.monotonic() + 30  # the server writes its log in the background
     while True:
-        added = lifeboat(live_stack, "labels", "add", str(labels))
+        added = live_stack.lifeboat("labels", "add", str(labels))
         assert added.returncode == 0, added.stderr[-3000:]
         if f"{ROWS} matched" in added.stdout or time.monotonic() > deadline:
             break
@@ -74,14 +57,7 @@ def test_labels_proving_the_champion_wrong_start_a_run_that_alerts_and_retrains(
         added.stdout
     )
 
-    deadline = time.monotonic() + 120
-    while not (
-        new := [r for r in live_stack.client.runs(RETRAIN, limit=100) if r["dag_run_id"] not in before]
-    ):
-        assert time.monotonic() < deadline, "no run started within 120 s of the labels' asset event"
-        time.sleep(2)
-    assert [r["run_type"] for r in new] == ["asset_triggered"]
-    run = live_stack.client.wait_for_run(RETRAIN, new[0]["dag_run_id"], timeout=RUN_TIMEOUT)
+    run = live_stack.wait_for_new_run(RETRAIN, before, "the labels' asset event")
     assert run["state"] == "success", run
 
     performance = live_stack.client.xcom(RETRAIN, run["dag_run_id"], "monitor_performance")
