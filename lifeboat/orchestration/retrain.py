@@ -289,10 +289,8 @@ def decide_training(
     summary = None if drift_summary.status == "skipped" else drift_summary.model_dump(exclude_none=True)
     rules = spec_of(settings).retrain
     if rules is None:
-        train, reason = should_retrain(summary, pulled.new_data, settings.drift_policy)
-        if train:
-            return TrainingDecision(train=True, reason=reason, rule="drift_policy")
-        # Without retrain rules a live performance drop (the default performance rule) retrains as well.
+        # Without retrain rules: the default performance rule, checked first as a spec's policy checks its
+        # performance rule first, then the global drift policy.
         from lifeboat.dataset.models import PerformanceRule, Retrain
 
         verdict = policy.evaluate(
@@ -306,7 +304,8 @@ def decide_training(
                 rule="performance",
                 verdicts=[v.model_dump(mode="json") for v in verdict.verdicts if v.rule == "performance"],
             )
-        return TrainingDecision(train=False, reason=reason, rule=None)
+        train, reason = should_retrain(summary, pulled.new_data, settings.drift_policy)
+        return TrainingDecision(train=train, reason=reason, rule="drift_policy" if train else None)
     inputs = policy.PolicyInputs(
         drift=summary,
         new_data=pulled.new_data,

@@ -223,3 +223,19 @@ def test_without_retrain_rules_a_live_performance_drop_retrains_with_the_default
         settings, params, same, quiet, live=LiveFigures(labelled_rows=300, accuracy=0.82)
     )
     assert fine.train is False
+
+
+def test_without_retrain_rules_a_performance_drop_decides_before_the_drift_policy(tmp_path: Path) -> None:
+    """Both fire (a drifted new batch and a live drop): the performance rule is the reason, as in a spec's
+    policy, where it is checked first."""
+    settings = Settings(state_dir=tmp_path / "state")
+    params = retrain.RunParams.from_params({}, settings)
+    drifted = DriftStep(
+        name="r", status="drift", dataset_drift=True, drifted_columns=["Age"], message="drift"
+    )
+    both = retrain.decide_training(
+        settings, params, PULLED, drifted, live=LiveFigures(labelled_rows=300, accuracy=0.70)
+    )
+    assert (both.train, both.rule) == (True, "performance")
+    drift_only = retrain.decide_training(settings, params, PULLED, drifted)
+    assert (drift_only.train, drift_only.rule) == (True, "drift_policy")
