@@ -1,4 +1,4 @@
-"""lifeboat's pages in the Airflow UI: "Drift reports" and "Models" (the logic is in
+"""lifeboat's pages in the Airflow UI: "Monitoring" and "Models" (the logic is in
 :mod:`lifeboat.orchestration.ui`).
 
 The FastAPI app is mounted by the api-server under ``/lifeboat``; the two external views put it in the UI's
@@ -19,7 +19,7 @@ URL_PREFIX = "/lifeboat"
 
 
 class LifeboatUIPlugin(AirflowPlugin):
-    """Drift reports and model registry pages of lifeboat, inside the Airflow UI."""
+    """Monitoring (drift and live performance) and model registry pages of lifeboat, inside the Airflow UI."""
 
     name = "lifeboat"
     fastapi_apps: ClassVar[list[dict[str, Any]]] = [
@@ -27,9 +27,9 @@ class LifeboatUIPlugin(AirflowPlugin):
     ]
     external_views: ClassVar[list[dict[str, Any]]] = [
         {
-            "name": "Drift reports",
-            "href": f"{URL_PREFIX.lstrip('/')}/drift",
-            "url_route": "lifeboat-drift",
+            "name": "Monitoring",
+            "href": f"{URL_PREFIX.lstrip('/')}/monitoring",
+            "url_route": "lifeboat-monitoring",
             "destination": "nav",
             "category": "browse",
         },

@@ -34,6 +34,13 @@ _FINGERPRINT_KEYS = ("data_fingerprint", "data.fingerprint", "dataset_fingerprin
 _NOT_FOUND_CODES = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND")
 
 
+def _artifacts_missing(exc: BaseException) -> bool:
+    """True when a download failed because the version's files do not exist (not: the store is down)."""
+    if isinstance(exc, FileNotFoundError | NotADirectoryError):
+        return True
+    return getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST"
+
+
 class RegistryUnavailable(RuntimeError):  # noqa: N818 (reads as the condition it reports)
     """The MLflow registry cannot be reached or answered with an error."""
 
@@ -91,6 +98,11 @@ class ChampionSource:
                     registry_uri=self.tracking_uri,
                 )
             except Exception as exc:  # MLflow, HTTP and file errors alike mean the download failed
+                if _artifacts_missing(exc):  # the registry answered: this version's files are gone
+                    raise ArtifactError(
+                        f"{self.model_name} version {version} has no artifacts at {location}: "
+                        f"{type(exc).__name__}: {exc}"
+                    ) from exc
                 raise RegistryUnavailable(
                     f"cannot download {self.model_name} version {version} from {self.tracking_uri}: "
                     f"{type(exc).__name__}: {exc}"

@@ -51,10 +51,10 @@ RETRAIN_DOC = """
 2. **validate_data** - the dataset spec against the data: types, ranges, labels; fails naming the file, row
    and column (no retry).
 3. **drift_report** - Evidently: the champion's training rows vs the newest batch (new data) or the
-   logged prediction requests; HTML in the "Drift reports" page and in MLflow.
+   logged prediction requests; HTML in the "Monitoring" page and in MLflow.
 4. **monitor_performance** - the champion's live performance over the predictions whose labels came back
    (accuracy, ROC-AUC, precision, recall, calibration) beside its holdout figures; a report in the
-   "Drift reports" page. A drop beyond the performance rule's margin alerts.
+   "Monitoring" page. A drop beyond the performance rule's margin alerts.
 5. **decide_training** - train when there is no champion, when the run asks for it
    (`retrain_without_changes`), when the dataset spec changed since the champion was trained, or when
    the dataset's retraining policy says so (drift in new data, a live performance drop, new rows, the

@@ -1,15 +1,18 @@
-"""The lifeboat pages of the Airflow UI: the drift reports and the model registry.
+"""The lifeboat pages of the Airflow UI: monitoring (drift and live performance reports) and the models.
 
 :func:`create_ui_app` builds a small FastAPI application that the Airflow plugin (``plugins/lifeboat_ui.py``)
 mounts in the Airflow 3 api-server (``fastapi_apps``) and shows in the UI's navigation (``external_views``,
 rendered in an iframe). Its routes:
 
 * ``GET /`` - a small index linking to the two pages;
-* ``GET /drift`` - every drift report of :attr:`Settings.resolved_reports_dir`, newest first (from
-  ``index.json``, :func:`lifeboat.monitoring.drift_index.read_index`): created time, verdict, share of drifted
-  columns, where
-  the current data came from, row counts; each name opens ``GET /drift/{name}``, the report's own HTML;
-* ``GET /drift/{name}/summary.json`` - the report's JSON summary;
+* ``GET /monitoring`` - every report of :attr:`Settings.resolved_reports_dir` (from ``index.json``,
+  :func:`lifeboat.monitoring.drift_index.read_index`), newest first, in two tables: live performance reports
+  (verdict, live figure against the champion's holdout figure, labelled rows) and drift reports (verdict,
+  share of drifted columns, where the current data came from, row counts); each name opens
+  ``GET /monitoring/{name}``, the report's own HTML;
+* ``GET /monitoring/{name}/summary.json`` - the report's JSON summary;
+* ``GET /drift`` and ``GET /drift/{name}`` - the addresses of the former "Drift reports" page: permanent
+  redirects (308) to the same view under ``/monitoring``, so old links keep working;
 * ``GET /models`` - champion, previous champion and the recent versions of the registered model
   (:func:`lifeboat.registry.summary.model_summary`) with their gate decisions and reasons, linked to the
   MLflow UI when its URL is known (:func:`mlflow_ui_base`). An unreachable registry gives a 503 page saying
@@ -40,7 +43,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, Query, Request
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from lifeboat.orchestration.ui_html import dataset_query, error_block, escape, format_time, page, sort_key
 from lifeboat.orchestration.ui_models import (
@@ -71,17 +74,32 @@ class UnknownDatasetPageError(LookupError):
         self.dataset = dataset
 
 
-_STATUS_LABELS = {"drift": "drift", "no_drift": "no drift", "not_enough_data": "not enough data"}
+_STATUS_LABELS = {
+    "drift": "drift",
+    "no_drift": "no drift",
+    "not_enough_data": "not enough data",
+    "ok": "ok",
+    "degraded": "degraded",
+}
+_STATUS_CSS = {"drift": "bad", "no_drift": "good", "not_enough_data": "warn", "ok": "good", "degraded": "bad"}
+#: The two kinds of report of the index; an entry without a kind is a drift report (written before kinds).
+PERFORMANCE = "performance"
+DRIFT = "drift"
+
+
+def kind_of(entry: Mapping[str, Any]) -> str:
+    """The kind of an index entry: ``performance`` or ``drift``."""
+    return PERFORMANCE if entry.get("kind") == PERFORMANCE else DRIFT
 
 
 # --- small helpers ---------------------------------------------------------------------------------------
 
 
-# --- drift reports ----------------------------------------------------------------------------------------
+# --- monitoring reports -----------------------------------------------------------------------------------
 
 
-def drift_reports(settings: Settings) -> list[dict[str, Any]]:
-    """The reports of the settings' reports folder, newest first (raises :class:`UnavailableError`)."""
+def monitoring_reports(settings: Settings) -> list[dict[str, Any]]:
+    """Both kinds of report in the reports folder, newest first (raises :class:`UnavailableError`)."""
     from lifeboat.monitoring.drift_index import read_index
     from lifeboat.monitoring.drift_models import DriftError
 
@@ -100,12 +118,12 @@ def report_file(settings: Settings, name: str, kind: str) -> Path | None:
     folder, or a missing file: a request can only ever reach a listed report's own files.
     """
     directory = settings.resolved_reports_dir.resolve()
-    for entry in drift_reports(settings):
+    for entry in monitoring_reports(settings):
         if entry["name"] != name:
             continue
         file_name = entry.get(kind) or f"{name}.{kind}"
         if not isinstance(file_name, str) or Path(file_name).name != file_name or file_name.startswith("."):
-            logger.warning("drift index entry %r has a bad %s file name %r", name, kind, file_name)
+            logger.warning("report index entry %r has a bad %s file name %r", name, kind, file_name)
             return None
         path = (directory / file_name).resolve()
         if not path.is_relative_to(directory) or not path.is_file():
@@ -116,7 +134,7 @@ def report_file(settings: Settings, name: str, kind: str) -> Path | None:
 
 def _verdict_badge(entry: Mapping[str, Any]) -> str:
     status = str(entry.get("status", ""))
-    css = {"drift": "bad", "no_drift": "good", "not_enough_data": "warn"}.get(status, "neutral")
+    css = _STATUS_CSS.get(status, "neutral")
     return f'<span class="badge {css}">{escape(_STATUS_LABELS.get(status, status or "unknown"))}</span>'
 
 
@@ -131,43 +149,100 @@ def _share_cell(entry: Mapping[str, Any]) -> str:
     return text
 
 
-def render_drift_list(entries: Sequence[Mapping[str, Any]], settings: Settings) -> str:
-    """The "Drift reports" page: one row per report, newest first, each name linking to its HTML."""
-    directory = settings.resolved_reports_dir
+def _number(value: object, digits: int = 4) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) and not isinstance(value, bool) else "-"
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _performance_cell(entry: Mapping[str, Any]) -> str:
+    """``accuracy 0.5000 live / 0.8200 holdout (drop 0.3200)`` for the entry's metric."""
+    metric = str(entry.get("metric") or "accuracy")
+    live, holdout = (_mapping(entry.get(key)) for key in ("live", "holdout"))
+    text = f"{escape(metric)} {_number(live.get(metric))} live / {_number(holdout.get(metric))} holdout"
+    drop = entry.get("drop")
+    if isinstance(drop, int | float) and not isinstance(drop, bool):
+        text += f' <span class="muted">(drop {drop:.4f})</span>'
+    return text
+
+
+def _name_cell(entry: Mapping[str, Any], query: str) -> str:
+    name = str(entry["name"])
+    link = quote(name, safe="")
+    return (
+        f'<td><a href="monitoring/{link}{query}">{escape(name)}</a>'
+        f' <a class="muted" href="monitoring/{link}/summary.json{query}">json</a></td>'
+    )
+
+
+def _performance_table(entries: Sequence[Mapping[str, Any]], query: str) -> str:
     if not entries:
-        body = (
-            "<h1>Drift reports</h1>"
-            f"<p>No drift report yet in <code>{escape(directory)}</code>. The retraining DAG's drift task "
-            "(or <code>lifeboat drift</code>) writes one per run.</p>"
+        return (
+            "<p>No live performance report yet. <code>lifeboat monitor</code> or the DAG's "
+            "<code>monitor_performance</code> task writes one once served predictions have labels.</p>"
         )
-        return page("Drift reports", body, settings=settings)
-    query = dataset_query(settings)
-    rows = []
-    for entry in entries:
-        name = str(entry["name"])
-        link = quote(name, safe="")
-        rows.append(
-            "<tr>"
-            f'<td><a href="drift/{link}{query}">{escape(name)}</a>'
-            f' <a class="muted" href="drift/{link}/summary.json{query}">json</a></td>'
-            f"<td>{escape(format_time(entry.get('created_at')))}</td>"
-            f"<td>{_verdict_badge(entry)}</td>"
-            f"<td>{_share_cell(entry)}</td>"
-            f"<td>{escape(entry.get('current_source', ''))}</td>"
-            f'<td class="num">{escape(entry.get("current_rows", ""))}</td>'
-            f'<td class="num">{escape(entry.get("reference_rows", ""))}</td>'
-            "</tr>"
-        )
-    body = (
-        "<h1>Drift reports</h1>"
-        f'<p class="muted">{len(entries)} report(s) in <code>{escape(directory)}</code>, newest first. '
-        "A report compares the current data with the champion's training data (Evidently).</p>"
-        "<table><thead><tr><th>report</th><th>created</th><th>verdict</th><th>drifted columns</th>"
-        "<th>current data</th><th>current rows</th><th>reference rows</th></tr></thead><tbody>"
-        + "".join(rows)
+    rows = "".join(
+        "<tr>" + _name_cell(entry, query) + f"<td>{escape(format_time(entry.get('created_at')))}</td>"
+        f"<td>{_verdict_badge(entry)}</td>"
+        f"<td>{_performance_cell(entry)}</td>"
+        f'<td class="num">{escape(entry.get("model_version", ""))}</td>'
+        f'<td class="num">{escape(entry.get("labelled_rows", ""))}</td>'
+        f"<td>{escape(entry.get('current_source', ''))}</td>"
+        "</tr>"
+        for entry in entries
+    )
+    return (
+        "<table><thead><tr><th>report</th><th>created</th><th>verdict</th><th>live vs holdout</th>"
+        "<th>model version</th><th>labelled rows</th><th>window</th></tr></thead><tbody>"
+        + rows
         + "</tbody></table>"
     )
-    return page("Drift reports", body, settings=settings)
+
+
+def _drift_table(entries: Sequence[Mapping[str, Any]], query: str) -> str:
+    if not entries:
+        return (
+            "<p>No drift report yet. The retraining DAG's drift task (or <code>lifeboat drift</code>) "
+            "writes one per run.</p>"
+        )
+    rows = "".join(
+        "<tr>" + _name_cell(entry, query) + f"<td>{escape(format_time(entry.get('created_at')))}</td>"
+        f"<td>{_verdict_badge(entry)}</td>"
+        f"<td>{_share_cell(entry)}</td>"
+        f"<td>{escape(entry.get('current_source', ''))}</td>"
+        f'<td class="num">{escape(entry.get("current_rows", ""))}</td>'
+        f'<td class="num">{escape(entry.get("reference_rows", ""))}</td>'
+        "</tr>"
+        for entry in entries
+    )
+    return (
+        "<table><thead><tr><th>report</th><th>created</th><th>verdict</th><th>drifted columns</th>"
+        "<th>current data</th><th>current rows</th><th>reference rows</th></tr></thead><tbody>"
+        + rows
+        + "</tbody></table>"
+    )
+
+
+def render_monitoring(entries: Sequence[Mapping[str, Any]], settings: Settings) -> str:
+    """The "Monitoring" page: the live performance reports, then the drift reports, each newest first."""
+    query = dataset_query(settings)
+    performance = [e for e in entries if kind_of(e) == PERFORMANCE]
+    drift = [e for e in entries if kind_of(e) == DRIFT]
+    body = (
+        "<h1>Monitoring</h1>"
+        f'<p class="muted">{len(entries)} report(s) in <code>{escape(settings.resolved_reports_dir)}</code>, '
+        "newest first.</p>"
+        f'<h2 id="performance">Live performance ({len(performance)})</h2>'
+        '<p class="muted">Served predictions joined with the labels sent back, against the champion\'s '
+        "holdout figures.</p>"
+        + _performance_table(performance, query)
+        + f'<h2 id="drift">Drift ({len(drift)})</h2>'
+        '<p class="muted">The current data against the champion\'s training data (Evidently).</p>'
+        + _drift_table(drift, query)
+    )
+    return page("Monitoring", body, settings=settings)
 
 
 # --- models -----------------------------------------------------------------------------------------------
@@ -178,7 +253,8 @@ def render_index(settings: Settings | None = None) -> str:
     query = dataset_query(settings)
     body = (
         "<h1>lifeboat</h1><ul>"
-        f'<li><a href="drift{query}">Drift reports</a>: every Evidently report, newest first</li>'
+        f'<li><a href="monitoring{query}">Monitoring</a>: live performance and drift reports, newest first'
+        "</li>"
         f'<li><a href="models{query}">Models</a>: champion, previous champion, recent versions and their '
         "gate decisions</li></ul>"
     )
@@ -186,6 +262,26 @@ def render_index(settings: Settings | None = None) -> str:
 
 
 # --- the app ----------------------------------------------------------------------------------------------
+
+
+def _moved(request: Request, target: str) -> str:
+    """``target`` (relative to the request's path) with the request's query string: a proxy-safe Location."""
+    query = request.url.query
+    return f"{target}?{query}" if query else target
+
+
+def _moved_report(request: Request, name: str, suffix: str) -> Response:
+    """The 308 from a former ``/drift/{name}[suffix]`` address to ``/monitoring/{name}[suffix]``.
+
+    A name that is no plain report name (``..``, a hidden file) gets the 404 the new address would give.
+    """
+    if not name or name.startswith("."):
+        body = f"<h1>Report</h1><p>There is no report named <code>{escape(name)}</code>.</p>"
+        return HTMLResponse(page("Report", body, root="../"), status_code=404)
+    up = "../" * (1 + suffix.count("/"))
+    return RedirectResponse(
+        _moved(request, f"{up}monitoring/{quote(name, safe='')}{suffix}"), status_code=308
+    )
 
 
 def airflow_access_check() -> Callable[..., Any]:
@@ -245,40 +341,53 @@ def create_ui_app(settings_provider: SettingsProvider = get_settings) -> FastAPI
     def index(dataset: DatasetQuery = None) -> HTMLResponse:
         return HTMLResponse(render_index(dataset_settings(dataset)))
 
-    @app.get("/drift", response_class=HTMLResponse)
-    def drift_list(dataset: DatasetQuery = None) -> HTMLResponse:
+    @app.get("/monitoring", response_class=HTMLResponse)
+    def monitoring(dataset: DatasetQuery = None) -> HTMLResponse:
         settings = dataset_settings(dataset)
         try:
-            entries = drift_reports(settings)
+            entries = monitoring_reports(settings)
         except UnavailableError as exc:
-            body = "<h1>Drift reports</h1>" + error_block("The drift report index cannot be read.", str(exc))
-            return HTMLResponse(page("Drift reports", body, settings=settings), status_code=503)
-        return HTMLResponse(render_drift_list(entries, settings))
+            body = "<h1>Monitoring</h1>" + error_block("The report index cannot be read.", str(exc))
+            return HTMLResponse(page("Monitoring", body, settings=settings), status_code=503)
+        return HTMLResponse(render_monitoring(entries, settings))
 
-    @app.get("/drift/{name}", response_class=HTMLResponse)
-    def drift_report_page(name: str, dataset: DatasetQuery = None) -> Response:
+    @app.get("/monitoring/{name}", response_class=HTMLResponse)
+    def report_page(name: str, dataset: DatasetQuery = None) -> Response:
         settings = dataset_settings(dataset)
         try:
             path = report_file(settings, name, "html")
         except UnavailableError as exc:
-            body = "<h1>Drift report</h1>" + error_block("The drift report index cannot be read.", str(exc))
-            return HTMLResponse(page("Drift report", body, root="../", settings=settings), status_code=503)
+            body = "<h1>Report</h1>" + error_block("The report index cannot be read.", str(exc))
+            return HTMLResponse(page("Report", body, root="../", settings=settings), status_code=503)
         if path is None:
-            body = f"<h1>Drift report</h1><p>There is no drift report named <code>{escape(name)}</code>.</p>"
-            return HTMLResponse(page("Drift report", body, root="../", settings=settings), status_code=404)
+            body = f"<h1>Report</h1><p>There is no report named <code>{escape(name)}</code>.</p>"
+            return HTMLResponse(page("Report", body, root="../", settings=settings), status_code=404)
         return FileResponse(path, media_type="text/html; charset=utf-8")
 
-    @app.get("/drift/{name}/summary.json")
-    def drift_report_summary(name: str, dataset: DatasetQuery = None) -> JSONResponse:
+    @app.get("/monitoring/{name}/summary.json")
+    def report_summary(name: str, dataset: DatasetQuery = None) -> JSONResponse:
         try:
             path = report_file(dataset_settings(dataset), name, "json")
             if path is None:
-                return JSONResponse({"detail": f"no drift report named {name!r}"}, status_code=404)
+                return JSONResponse({"detail": f"no report named {name!r}"}, status_code=404)
             return JSONResponse(json.loads(path.read_text(encoding="utf-8")))
         except UnavailableError as exc:
             return JSONResponse({"detail": str(exc)}, status_code=503)
         except (OSError, ValueError) as exc:
-            return JSONResponse({"detail": f"unreadable drift summary of {name!r}: {exc}"}, status_code=503)
+            return JSONResponse({"detail": f"unreadable summary of {name!r}: {exc}"}, status_code=503)
+
+    # The former "Drift reports" addresses (in alerts, MLflow notes and bookmarks) lead to the new page.
+    @app.get("/drift")
+    def drift_moved(request: Request) -> RedirectResponse:
+        return RedirectResponse(_moved(request, "monitoring"), status_code=308)
+
+    @app.get("/drift/{name}")
+    def drift_report_moved(name: str, request: Request) -> Response:
+        return _moved_report(request, name, "")
+
+    @app.get("/drift/{name}/summary.json")
+    def drift_summary_moved(name: str, request: Request) -> Response:
+        return _moved_report(request, name, "/summary.json")
 
     @app.get("/models", response_class=HTMLResponse)
     def models(

@@ -62,7 +62,7 @@ def page(title: str, body: str, root: str = "", settings: Settings | None = None
     """
     query = dataset_query(settings)
     nav = (
-        f'<nav><a href="{root}drift{query}">Drift reports</a><a href="{root}models{query}">Models</a>'
+        f'<nav><a href="{root}monitoring{query}">Monitoring</a><a href="{root}models{query}">Models</a>'
         f'<a href="{root or "./"}{query}">lifeboat</a></nav>'
     )
     if settings is not None:

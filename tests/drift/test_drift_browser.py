@@ -1,4 +1,5 @@
-"""The drift report as a user sees it: headless Chromium, no network, JavaScript-rendered page.
+"""The drift and performance reports as a user sees them: headless Chromium, no network, JavaScript-rendered
+pages.
 
 Needs LIFEBOAT_TEST_CHROMIUM (path of the Chromium binary); skipped with that reason otherwise. Screenshots go
 to test-artifacts/ (git-ignored).
@@ -17,7 +18,9 @@ import pytest
 from PIL import Image
 
 from lifeboat.data.simulate import DriftSpec, make_batch
+from lifeboat.dataset.models import PerformanceRule
 from lifeboat.monitoring.drift import drift_report
+from lifeboat.monitoring.performance import performance_report
 from lifeboat.settings import Settings
 from tests.drift.drift_cases import START_ID, TITANIC_ANALYSED
 
@@ -135,3 +138,39 @@ def test_not_enough_data_page_renders(tmp_path: Path, raw_train_csv: Path) -> No
     joined = " ".join(visible_text(dom))
     assert "Not enough data:" in joined
     assert "has 20 row(s)" in joined
+
+
+def test_performance_report_renders_offline_with_live_and_holdout_figures(tmp_path: Path) -> None:
+    """A live performance report (Evidently's classification preset + lifeboat's calibration section)."""
+    rows = 400
+    target = [i % 2 for i in range(rows)]
+    frame = pd.DataFrame(
+        {
+            "target": target,
+            "prediction": [t if i % 4 else 1 - t for i, t in enumerate(target)],  # accuracy 0.75
+            "probability": [0.8 if t else 0.3 for t in target],
+            "model_version": "3",
+        }
+    )
+    summary = performance_report(
+        frame,
+        tmp_path / "reports",
+        "browser-live",
+        dataset="titanic",
+        holdout={"holdout_accuracy": 0.82, "holdout_roc_auc": 0.87},
+        rule=PerformanceRule(),
+        model_version="3",
+        window="last 400 labelled predictions",
+    )
+    assert summary.status == "degraded"
+    dom = _chromium(tmp_path, "--dump-dom", Path(summary.html_path).as_uri()).stdout
+    joined = " ".join(visible_text(dom))
+    assert "Live performance of titanic v3: degraded" in joined
+    assert (
+        "live accuracy 0.7500 over 400 labelled rows vs holdout 0.8200: drop 0.0700 > max_drop 0.05" in joined
+    )
+    # Rendered by Evidently's JavaScript: not in the file's visible text before it runs.
+    raw = " ".join(visible_text(Path(summary.html_path).read_text(encoding="utf-8")))
+    for rendered in ("Accuracy", "Precision", "Recall", "F1"):
+        assert rendered in joined, rendered
+        assert rendered not in raw, rendered

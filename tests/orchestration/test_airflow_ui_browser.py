@@ -1,5 +1,5 @@
 """The Airflow UI as a user sees it, in headless Chromium: log in with the stack's admin password, open the
-retraining DAG and see its last run succeeded, open the "Drift reports" and "Models" pages of the lifeboat
+retraining DAG and see its last run succeeded, open the "Monitoring" and "Models" pages of the lifeboat
 plugin inside the UI. Screenshots go to test-artifacts/airflow-ui/ (git-ignored, kept as test artifacts).
 """
 
@@ -71,9 +71,10 @@ def test_log_in_open_the_dag_and_the_lifeboat_pages(
     browser.screenshot(SHOTS / "03-first-run.png")
 
     report = folder_name(first_run["dag_run_id"])
-    browser.goto(f"{base}/plugin/lifeboat-drift")
-    browser.wait_for(contains(report), "the drift report of the first run in the Drift reports page")
-    browser.screenshot(SHOTS / "04-drift-reports.png")
+    browser.goto(f"{base}/plugin/lifeboat-monitoring")
+    browser.wait_for(contains(report), "the drift report of the first run in the Monitoring page")
+    browser.wait_for(contains("Live performance"), "the live performance section of the Monitoring page")
+    browser.screenshot(SHOTS / "04-monitoring.png")
 
     champion = live_stack.champion()
     assert champion is not None
@@ -82,7 +83,7 @@ def test_log_in_open_the_dag_and_the_lifeboat_pages(
     browser.wait_for(contains("champion"), "the champion in the Models page")
     browser.screenshot(SHOTS / "05-models.png")
 
-    browser.goto(f"{base}/lifeboat/drift/{report}")
+    browser.goto(f"{base}/lifeboat/monitoring/{report}")
     browser.wait_for("document.body.innerText.length > 0", "the report page")
     assert "Not authenticated" not in browser.text()
     browser.screenshot(SHOTS / "06-drift-report.png")
@@ -92,10 +93,10 @@ def test_the_lifeboat_pages_refuse_a_browser_that_did_not_log_in(
     live_stack: LiveStack, first_run: dict[str, Any], browser: Browser
 ) -> None:
     base = live_stack.urls["airflow"]
-    for path in ("/lifeboat/drift", "/lifeboat/models"):
+    for path in ("/lifeboat/monitoring", "/lifeboat/models"):
         browser.goto(f"{base}{path}")
         status = browser.evaluate(
             f"fetch({json.dumps(base + path)}, {{credentials: 'include'}}).then(r => r.status)"
         )
-        assert status in (401, 403), (path, status)
+        assert status == 401, (path, status)  # no login cookie: "Not authenticated"
         assert live_stack.settings.model_name not in browser.text()

@@ -1,10 +1,10 @@
-"""The lifeboat pages of the Airflow UI: drift reports, models, Airflow's authentication, plugin discovery.
+"""The lifeboat pages of the Airflow UI: monitoring, models, Airflow's authentication, plugin discovery.
 
 The page tests mount :func:`lifeboat.orchestration.ui.create_ui_app` under ``/lifeboat`` (as the api-server
-does) and
-replace only Airflow's access dependency; the reports are real ``drift_report`` output and the registry a real
-MLflow store on SQLite. The authentication test runs the real ``airflow api-server`` (SimpleAuthManager, a
-temporary AIRFLOW_HOME and SQLite database) with the plugin folder of this repository on a free loopback port.
+does) and replace only Airflow's access dependency; the reports are real ``drift_report`` and
+``performance_report`` output and the registry a real MLflow store on SQLite. The authentication test runs the
+real ``airflow api-server`` (SimpleAuthManager, a temporary AIRFLOW_HOME and SQLite database) with the plugin
+folder of this repository on a free loopback port.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from lifeboat.data.simulate import DriftSpec, make_batch
+from lifeboat.dataset.models import PerformanceRule
 from lifeboat.monitoring.drift import drift_report
+from lifeboat.monitoring.performance import performance_report
 from lifeboat.orchestration.ui import create_ui_app
 from lifeboat.orchestration.ui_models import (
     UnavailableError,
@@ -65,13 +67,18 @@ class _Page(HTMLParser):
         super().__init__()
         self.links: dict[str, str] = {}
         self.rows: list[list[str]] = []
+        self.tables: list[list[list[str]]] = []
         self._cell: list[str] | None = None
         self._link: str | None = None
         self._text: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag == "tr":
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
             self.rows.append([])
+            if self.tables:
+                self.tables[-1].append(self.rows[-1])
         elif tag in ("td", "th"):
             self._cell = []
         elif tag == "a":
@@ -120,10 +127,12 @@ def closed_port() -> int:
     return free_port()
 
 
-# --- drift reports ------------------------------------------------------------------------------------------
+# --- monitoring reports -------------------------------------------------------------------------------------
 
-#: The reports of the module's folder, newest first: (name, hours after the base time, kind).
+#: The drift reports of the module's folder, newest first: (name, hours after the base time, kind).
 REPORTS = [("newest", 3, "few"), ("real-drift", 2, "real"), ("oldest", 1, "few")]
+#: The performance reports, newest first: (name, hours after the base time, labelled rows).
+PERFORMANCE_REPORTS = [("live-degraded", 4, 400), ("live-few", 1, 20)]
 HOSTILE_SOURCE = '<script>alert("x")</script> & batch.csv'
 
 
@@ -165,9 +174,31 @@ def reports_settings(module_dirs: dict[str, Path], train_frame: pd.DataFrame) ->
             current_source=source,
             created_at=base + timedelta(hours=hours),
         )
+    for name, hours, rows in PERFORMANCE_REPORTS:
+        performance_report(
+            labelled_frame(rows),
+            settings.resolved_reports_dir,
+            name,
+            dataset="titanic",
+            holdout={"holdout_accuracy": 0.82, "holdout_roc_auc": 0.87},
+            rule=PerformanceRule(),
+            model_version="7",
+            window=f"last {rows} labelled predictions",
+            created_at=base + timedelta(hours=hours),
+        )
     # A file in the folder that is not a listed report must never be served.
     (settings.resolved_reports_dir / "not-listed.html").write_text("<p>secret</p>")
     return settings
+
+
+def labelled_frame(rows: int) -> pd.DataFrame:
+    """Labelled predictions right 3 times out of 4 (accuracy 0.75), probabilities that rank perfectly."""
+    target = [i % 2 for i in range(rows)]
+    prediction = [t if i % 4 else 1 - t for i, t in enumerate(target)]
+    probability = [0.9 if t else 0.1 for t in target]
+    return pd.DataFrame(
+        {"target": target, "prediction": prediction, "probability": probability, "model_version": "7"}
+    )
 
 
 @pytest.mark.unit
@@ -175,23 +206,39 @@ def test_every_route_refuses_anonymous_requests() -> None:
     """No override: Airflow's dependency sits on every route and refuses a request without credentials."""
     ui = create_ui_app(Settings)
     client = TestClient(ui)
-    for path in ("/", "/drift", "/drift/real-drift", "/drift/real-drift/summary.json", "/models", "/nope"):
-        response = client.get(path)
-        if path == "/nope":
-            assert response.status_code == 404
-            continue
+    paths = (
+        "/",
+        "/monitoring",
+        "/monitoring/real-drift",
+        "/monitoring/real-drift/summary.json",
+        "/drift",
+        "/drift/real-drift",
+        "/models",
+    )
+    for path in paths:
+        response = client.get(path, follow_redirects=False)
         assert response.status_code == 401, path
         assert response.json() == {"detail": "Not authenticated"}
+    assert client.get("/nope").status_code == 404
 
 
 @pytest.mark.unit
-def test_drift_list_is_newest_first_with_verdicts(reports_settings: Settings) -> None:
-    response = ui_client(reports_settings).get(f"{PREFIX}/drift")
+def test_monitoring_lists_drift_reports_newest_first_with_verdicts(reports_settings: Settings) -> None:
+    response = ui_client(reports_settings).get(f"{PREFIX}/monitoring")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = parse(response.text)
-    header, *rows = page.rows
-    assert header[:4] == ["report", "created", "verdict", "drifted columns"]
+    assert len(page.tables) == 2
+    header, *rows = page.tables[1]
+    assert header == [
+        "report",
+        "created",
+        "verdict",
+        "drifted columns",
+        "current data",
+        "current rows",
+        "reference rows",
+    ]
     assert [row[0].split()[0] for row in rows] == ["newest", "real-drift", "oldest"]
     by_name = {row[0].split()[0]: row for row in rows}
     real = by_name["real-drift"]
@@ -206,41 +253,121 @@ def test_drift_list_is_newest_first_with_verdicts(reports_settings: Settings) ->
     assert by_name["newest"][4] == HOSTILE_SOURCE
     assert "<script>alert" not in response.text
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; batch.csv" in response.text
+    assert '<h2 id="drift">Drift (3)</h2>' in response.text
+
+
+@pytest.mark.unit
+def test_monitoring_lists_performance_reports_with_live_and_holdout_figures(
+    reports_settings: Settings,
+) -> None:
+    response = ui_client(reports_settings).get(f"{PREFIX}/monitoring")
+    assert response.status_code == 200
+    header, *rows = parse(response.text).tables[0]
+    assert header == [
+        "report",
+        "created",
+        "verdict",
+        "live vs holdout",
+        "model version",
+        "labelled rows",
+        "window",
+    ]
+    assert rows == [
+        [
+            "live-degraded json",
+            "2025-06-01 04:00:00 UTC",
+            "degraded",  # 0.82 - 0.75 = 0.07 > max_drop 0.05
+            "accuracy 0.7500 live / 0.8200 holdout (drop 0.0700)",
+            "7",
+            "400",
+            "last 400 labelled predictions",
+        ],
+        [
+            "live-few json",
+            "2025-06-01 01:00:00 UTC",
+            "not enough data",  # 20 < min_labelled_rows 200
+            "accuracy 0.7500 live / 0.8200 holdout",
+            "7",
+            "20",
+            "last 20 labelled predictions",
+        ],
+    ]
+    assert '<h2 id="performance">Live performance (2)</h2>' in response.text
+    assert "5 report(s)" in response.text
 
 
 @pytest.mark.unit
 def test_each_report_link_opens_its_html_and_summary(reports_settings: Settings) -> None:
     client = ui_client(reports_settings)
-    page = parse(client.get(f"{PREFIX}/drift").text)
+    page = parse(client.get(f"{PREFIX}/monitoring").text)
     report_dir = reports_settings.resolved_reports_dir
-    for name, _, kind in REPORTS:
-        url = urljoin(f"{BASE}drift", page.links[name])
-        assert url == f"{BASE}drift/{name}?dataset=titanic"
+    names = [(name, kind) for name, _, kind in REPORTS] + [
+        (name, "performance") for name, _, _ in PERFORMANCE_REPORTS
+    ]
+    for name, kind in names:
+        url = urljoin(f"{BASE}monitoring", page.links[name])
+        assert url == f"{BASE}monitoring/{name}?dataset=titanic"
         response = client.get(url)
         assert response.status_code == 200, url
         assert response.headers["content-type"] == "text/html; charset=utf-8"
         assert response.content == (report_dir / f"{name}.html").read_bytes()
         if kind == "real":
             assert len(response.content) > 500_000  # the self-contained Evidently page
-    summary = client.get(f"{BASE}drift/real-drift/summary.json")
+        if kind == "performance":
+            assert 'id="lifeboat-live"' in response.text
+    summary = client.get(f"{BASE}monitoring/real-drift/summary.json")
     assert summary.status_code == 200
     assert summary.json()["name"] == "real-drift"
     assert summary.json()["status"] == "drift"
     assert "Age" in summary.json()["drifted_columns"]
+    live = client.get(
+        urljoin(f"{BASE}monitoring", page.links["live-degraded"]).replace("?", "/summary.json?")
+    )
+    assert live.status_code == 200
+    assert live.json()["status"] == "degraded"
+    assert live.json()["live"]["labelled_rows"] == 400
     # The navigation links of the pages lead to the other pages.
-    assert urljoin(f"{BASE}drift", page.links["Models"]) == f"{BASE}models?dataset=titanic"
-    assert urljoin(f"{BASE}drift", page.links["lifeboat"]) == f"{BASE}?dataset=titanic"
+    assert urljoin(f"{BASE}monitoring", page.links["Models"]) == f"{BASE}models?dataset=titanic"
+    assert urljoin(f"{BASE}monitoring", page.links["lifeboat"]) == f"{BASE}?dataset=titanic"
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ("drift", "monitoring"),
+        ("drift?dataset=adult", "monitoring?dataset=adult"),
+        ("drift/real-drift", "monitoring/real-drift"),
+        ("drift/real-drift?dataset=titanic", "monitoring/real-drift?dataset=titanic"),
+        ("drift/real-drift/summary.json", "monitoring/real-drift/summary.json"),
+        ("drift/a%20b", "monitoring/a%20b"),
+    ],
+)
+def test_the_former_drift_addresses_redirect_to_monitoring(
+    reports_settings: Settings, old: str, new: str
+) -> None:
+    response = ui_client(reports_settings).get(f"{BASE}{old}", follow_redirects=False)
+    assert response.status_code == 308
+    assert urljoin(f"{BASE}{old}", response.headers["location"]) == f"{BASE}{new}"
+
+
+@pytest.mark.unit
+def test_a_former_drift_address_is_followed_to_its_report(reports_settings: Settings) -> None:
+    response = ui_client(reports_settings).get(f"{BASE}drift/real-drift")
+    assert response.status_code == 200
+    assert str(response.url) == f"{BASE}monitoring/real-drift"
+    assert response.content == (reports_settings.resolved_reports_dir / "real-drift.html").read_bytes()
 
 
 @pytest.mark.unit
 def test_the_pages_switch_dataset_with_the_selector(reports_settings: Settings) -> None:
     client = ui_client(reports_settings)
-    titanic = client.get(f"{PREFIX}/drift")
+    titanic = client.get(f"{PREFIX}/monitoring")
     assert titanic.status_code == 200
     selector = parse(titanic.text).links
-    assert urljoin(f"{BASE}drift", selector["adult"]) == f"{BASE}drift?dataset=adult"
+    assert urljoin(f"{BASE}monitoring", selector["adult"]) == f"{BASE}monitoring?dataset=adult"
     assert '<a class="current" href="?dataset=titanic">titanic</a>' in titanic.text
-    adult = client.get(f"{PREFIX}/drift?dataset=adult")
+    adult = client.get(f"{PREFIX}/monitoring?dataset=adult")
     assert adult.status_code == 200
     assert '<a class="current" href="?dataset=adult">adult</a>' in adult.text
     # Adult's reports live in its own state folder: none yet, while Titanic's list shows its own.
@@ -248,13 +375,13 @@ def test_the_pages_switch_dataset_with_the_selector(reports_settings: Settings) 
     assert str(reports_settings.state_dir / "adult" / "reports") in adult.text
     assert "real-drift" in titanic.text
     assert "real-drift" not in adult.text
-    assert client.get(f"{PREFIX}/drift/real-drift?dataset=adult").status_code == 404
+    assert client.get(f"{PREFIX}/monitoring/real-drift?dataset=adult").status_code == 404
 
 
 @pytest.mark.unit
 @pytest.mark.parametrize(("query", "status"), [("atlantis", 404), ("Bad%20Name", 422)])
 def test_an_unknown_dataset_is_a_clear_404(reports_settings: Settings, query: str, status: int) -> None:
-    response = ui_client(reports_settings).get(f"{PREFIX}/drift?dataset={query}")
+    response = ui_client(reports_settings).get(f"{PREFIX}/monitoring?dataset={query}")
     assert response.status_code == status
     if status == 404:
         assert "There is no dataset named <code>atlantis</code> (known: adult, titanic)." in response.text
@@ -264,17 +391,21 @@ def test_an_unknown_dataset_is_a_clear_404(reports_settings: Settings, query: st
 @pytest.mark.parametrize(
     "path",
     [
-        "drift/unknown",
-        "drift/not-listed",  # a file of the folder that the index does not list
-        "drift/index",  # index.json is not a report
+        "monitoring/unknown",
+        "monitoring/not-listed",  # a file of the folder that the index does not list
+        "monitoring/index",  # index.json is not a report
+        "monitoring/.index.lock",
+        "monitoring/%2E%2E",
+        "monitoring/..%2Findex.json",
+        "monitoring/..%2F..%2F..%2Fetc%2Fpasswd",
+        "monitoring/%2Fetc%2Fpasswd",
+        "monitoring/real-drift.html",
+        "monitoring/unknown/summary.json",
+        "monitoring/..%2F..%2Fetc%2Fpasswd/summary.json",
+        "drift/%2E%2E",  # the former addresses: redirected, then 404 like the new ones
         "drift/.index.lock",
-        "drift/%2E%2E",
-        "drift/..%2Findex.json",
         "drift/..%2F..%2F..%2Fetc%2Fpasswd",
-        "drift/%2Fetc%2Fpasswd",
-        "drift/real-drift.html",
-        "drift/unknown/summary.json",
-        "drift/..%2F..%2Fetc%2Fpasswd/summary.json",
+        "drift/not-listed",
     ],
 )
 def test_unknown_or_traversal_names_are_404(reports_settings: Settings, path: str) -> None:
@@ -293,26 +424,28 @@ def test_index_entries_pointing_outside_the_folder_are_not_served(tmp_path: Path
     index = {"version": 1, "reports": [{**entry, "html": "../outside.html", "json": "/etc/passwd"}]}
     (reports / "index.json").write_text(json.dumps(index))
     client = ui_client(Settings(state_dir=tmp_path, reports_dir=reports))
-    assert client.get(f"{PREFIX}/drift").status_code == 200  # listed ...
-    assert client.get(f"{PREFIX}/drift/evil").status_code == 404  # ... but never read outside the folder
-    assert client.get(f"{PREFIX}/drift/evil/summary.json").status_code == 404
+    assert client.get(f"{PREFIX}/monitoring").status_code == 200  # listed ...
+    assert client.get(f"{PREFIX}/monitoring/evil").status_code == 404  # ... but never read outside the folder
+    assert client.get(f"{PREFIX}/monitoring/evil/summary.json").status_code == 404
 
 
 @pytest.mark.unit
 def test_no_reports_yet_and_unreadable_index(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, reports_dir=tmp_path / "reports")
     client = ui_client(settings)
-    empty = client.get(f"{PREFIX}/drift")
+    empty = client.get(f"{PREFIX}/monitoring")
     assert empty.status_code == 200
     assert "No drift report yet" in empty.text
+    assert "No live performance report yet" in empty.text
     assert not (tmp_path / "reports").exists()  # the page does not create the folder
 
     (tmp_path / "reports").mkdir()
     (tmp_path / "reports" / "index.json").write_text("{not json")
-    broken = client.get(f"{PREFIX}/drift")
+    broken = client.get(f"{PREFIX}/monitoring")
     assert broken.status_code == 503
+    assert "The report index cannot be read." in broken.text
     assert "unreadable drift report index" in broken.text
-    assert client.get(f"{PREFIX}/drift/anything").status_code == 503
+    assert client.get(f"{PREFIX}/monitoring/anything").status_code == 503
 
 
 @pytest.mark.unit
@@ -320,7 +453,7 @@ def test_an_unexpected_failure_is_a_page_without_traceback() -> None:
     def broken_settings() -> Settings:
         raise RuntimeError("settings exploded <b>")
 
-    response = ui_client(broken_settings, raise_server_exceptions=False).get(f"{PREFIX}/drift")
+    response = ui_client(broken_settings, raise_server_exceptions=False).get(f"{PREFIX}/monitoring")
     assert response.status_code == 500
     assert "RuntimeError: settings exploded &lt;b&gt;" in response.text
     assert "Traceback" not in response.text
@@ -331,7 +464,7 @@ def test_index_page_links_to_both_pages(reports_settings: Settings) -> None:
     response = ui_client(reports_settings).get(BASE)
     assert response.status_code == 200
     links = parse(response.text).links
-    assert urljoin(BASE, links["Drift reports"]) == f"{BASE}drift?dataset=titanic"
+    assert urljoin(BASE, links["Monitoring"]) == f"{BASE}monitoring?dataset=titanic"
     assert urljoin(BASE, links["Models"]) == f"{BASE}models?dataset=titanic"
 
 
@@ -547,8 +680,8 @@ def test_airflow_plugins_command_lists_the_plugin(tmp_path: Path) -> None:
         {"app": "fastapi.applications.FastAPI", "url_prefix": "/lifeboat", "name": "lifeboat"}
     ]
     views = {v["name"]: v for v in plugin["external_views"]}
-    assert set(views) == {"Drift reports", "Models"}
-    assert views["Drift reports"]["href"] == "lifeboat/drift"  # relative: resolved against [api] base_url
+    assert set(views) == {"Monitoring", "Models"}
+    assert views["Monitoring"]["href"] == "lifeboat/monitoring"  # relative: resolved against [api] base_url
     assert views["Models"]["href"] == "lifeboat/models"
     assert all(v["url_route"] and v["destination"] == "nav" for v in views.values())  # shown in an iframe
     assert not (tmp_path / "state").exists()  # loading the plugin touched no lifeboat state
@@ -642,7 +775,7 @@ def test_pages_inside_airflow_need_an_airflow_login(
     api_server: tuple[str, dict[str, str]], module_dirs: dict[str, Path]
 ) -> None:
     base, passwords = api_server
-    pages = ["/lifeboat/", "/lifeboat/drift", "/lifeboat/drift/real-drift", "/lifeboat/models"]
+    pages = ["/lifeboat/", "/lifeboat/monitoring", "/lifeboat/monitoring/real-drift", "/lifeboat/models"]
     with httpx.Client(base_url=base, timeout=60) as client:
         for path in pages:
             anonymous = client.get(path)
@@ -658,13 +791,15 @@ def test_pages_inside_airflow_need_an_airflow_login(
 
         # An API client: the JWT in the Authorization header.
         bearer = {"Authorization": f"Bearer {token}"}
-        listing = client.get("/lifeboat/drift", headers=bearer)
+        listing = client.get("/lifeboat/monitoring", headers=bearer)
         assert listing.status_code == 200
-        assert [r[0].split()[0] for r in parse(listing.text).rows[1:]] == ["newest", "real-drift", "oldest"]
+        tables = parse(listing.text).tables
+        assert [r[0].split()[0] for r in tables[0][1:]] == ["live-degraded", "live-few"]
+        assert [r[0].split()[0] for r in tables[1][1:]] == ["newest", "real-drift", "oldest"]
 
         # The browser: the UI's iframe sends the HTTP-only `_token` cookie set at login, no header.
         client.cookies.set("_token", token)
-        report = client.get("/lifeboat/drift/real-drift")
+        report = client.get("/lifeboat/monitoring/real-drift")
         assert report.status_code == 200
         assert report.headers["content-type"] == "text/html; charset=utf-8"
         assert len(report.content) > 500_000
@@ -676,7 +811,7 @@ def test_pages_inside_airflow_need_an_airflow_login(
         plugins = client.get("/api/v2/plugins").json()["plugins"]
         views = {v["name"]: v for p in plugins if p["name"] == "lifeboat" for v in p["external_views"]}
         assert {name: v["href"] for name, v in views.items()} == {
-            "Drift reports": "lifeboat/drift",
+            "Monitoring": "lifeboat/monitoring",
             "Models": "lifeboat/models",
         }
     # Loading the plugin and serving the pages wrote nothing into lifeboat's state folder of the server.
