@@ -8,7 +8,12 @@ and measures:
 * per task: queued → start → end, from Airflow's task instances (duration as Airflow reports it);
 * trigger → served: from the REST call that creates the run to the first moment the prediction server's
   ``/model`` reports the new champion (polled every 0.5 s);
-* DAG parse time: ``DagBag`` over dags/ in a fresh interpreter (median of N), excluding Airflow's own import.
+* DAG parse time: ``DagBag`` over dags/ in a fresh interpreter (median of N), excluding Airflow's own import;
+* the event-driven run (issue 12, after the first run unless ``--no-event``): ``lifeboat new-batch`` adds a
+  drifted labelled batch (validate, DVC add + push, an event on ``<dataset>_incoming``) to the stack's
+  incoming folder, made a git + DVC repository with a local remote. Measured from the command's start to
+  its return, to the asset-triggered run appearing in the REST API (polled every 0.5 s), to that run
+  finishing and, when its gate promotes, to the new champion answering on the prediction server.
 
 Target (issue #5): trigger → served <= 4 minutes on a 2-core machine. Prints a markdown table and writes
 ``bench-results/dag.json``. ``--families lr`` (or ``LIFEBOAT_*`` variables) changes the configuration.
@@ -113,8 +118,81 @@ def _watch_served(
         stop.wait(0.5)
 
 
-def run(families: list[str] | None, timeout: float, dataset: str = "titanic") -> dict[str, Any]:
-    """Start the stack, run ``<dataset>_retrain`` once, stop the stack; return the measurements."""
+def _dvc_repository(root: Path) -> None:
+    """``root`` as a git + DVC repository whose default remote is ``root/remote`` (like data/ and its bundled
+    remote), so that ``new-batch`` can add and push without touching the project's repository."""
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for command in (["git", "init", "-q"], [dvc, "init", "-q"]):
+        subprocess.run(command, cwd=root, check=True, capture_output=True)
+    (root / ".dvc" / "config").write_text(
+        "[core]\n    analytics = false\n    check_update = false\n    autostage = false\n"
+        "    remote = bundled\n['remote \"bundled\"']\n    url = ../remote\n"
+    )
+
+
+def event_run(
+    settings: Settings, client: Any, dag_id: str, served_before: str | None, timeout: float
+) -> dict[str, Any]:
+    """A drifted batch added with ``lifeboat new-batch`` → the run it starts → (if promoted) served."""
+    from lifeboat.stack.processes import StackPaths
+
+    dataset = settings.dataset
+    paths = StackPaths.from_settings(settings)
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LIFEBOAT_")},
+        **stack.lifeboat_env(settings, REPO_ROOT, paths, stack.load_secrets(paths)),
+    }
+    _dvc_repository(settings.incoming_dir.parent)
+    before = {r["dag_run_id"] for r in client.runs(dag_id, limit=100)}
+    seen: dict[str, Any] = {}
+    stop = threading.Event()
+    watcher = threading.Thread(
+        target=_watch_served, args=(stack.urls(settings)["serving"], dataset, served_before, seen, stop)
+    )
+    watcher.start()
+    command = [str(Path(sys.executable).parent / "lifeboat"), "new-batch", "--dataset", dataset]
+    command += ["--rows", "400", "--drift", "Age+15,Fare*3", "--seed", "5", "--name", "bench-event.csv"]
+    started = time.monotonic()
+    try:
+        added = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+        returned = time.monotonic()
+        if added.returncode != 0:
+            raise RuntimeError(f"lifeboat new-batch failed: {added.stderr[-2000:]}")
+        deadline = returned + 300
+        while not (new := [r for r in client.runs(dag_id, limit=100) if r["dag_run_id"] not in before]):
+            if time.monotonic() > deadline:
+                raise RuntimeError("no run started within 300 s of the asset event")
+            time.sleep(0.5)
+        appeared = time.monotonic()
+        run_id = new[0]["dag_run_id"]
+        result = client.wait_for_run(dag_id, run_id, timeout=timeout)
+        finished = time.monotonic()
+        gate = client.xcom(dag_id, run_id, "evaluate_gate")
+        promoted = isinstance(gate, dict) and gate.get("passed") is True
+        if promoted:
+            watcher.join(timeout=60)
+    finally:
+        stop.set()
+        watcher.join(timeout=5)
+    return {
+        "run_id": run_id,
+        "run_type": new[0].get("run_type"),
+        "state": result.get("state"),
+        "promoted": promoted,
+        "gate_reasons": gate.get("reasons") if isinstance(gate, dict) else None,
+        "command_seconds": round(returned - started, 1),
+        "to_run_started_seconds": round(appeared - started, 1),
+        "to_run_finished_seconds": round(finished - started, 1),
+        "to_served_seconds": round(seen["at"] - started, 1) if "at" in seen else None,
+        "served_version": seen.get("version"),
+    }
+
+
+def run(
+    families: list[str] | None, timeout: float, dataset: str = "titanic", event: bool = True
+) -> dict[str, Any]:
+    """Start the stack, run ``<dataset>_retrain`` once (then the event-driven run unless ``event`` is false),
+    stop the stack; return the measurements."""
     dag_id = f"{dataset}_retrain"
     with tempfile.TemporaryDirectory(prefix="lifeboat-bench-dag-") as tmp:
         root = Path(tmp)
@@ -150,6 +228,9 @@ def run(families: list[str] | None, timeout: float, dataset: str = "titanic") ->
                 watcher.join(timeout=30)
                 stop.set()
                 tasks = client.task_states(dag_id, run_id)
+                measured_event = (
+                    event_run(settings, client, dag_id, seen.get("version"), timeout) if event else None
+                )
         finally:
             stack.down(settings, say=lambda line: print(line, file=sys.stderr))
     return {
@@ -165,6 +246,7 @@ def run(families: list[str] | None, timeout: float, dataset: str = "titanic") ->
             {"task_id": t.task_id, "state": t.state, "seconds": round(t.duration, 1) if t.duration else None}
             for t in tasks
         ],
+        "event": measured_event,
     }
 
 
@@ -176,6 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parse-rounds", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=1800.0)
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--no-event", action="store_true", help="skip the event-driven run (new-batch → run)")
     parser.add_argument(
         "--parse-only", action="store_true", help="only the DAG parse time with 1 and 3 datasets (no stack)"
     )
@@ -194,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
 
     parse = parse_seconds(args.parse_rounds)
     families = args.families.split(",") if args.families else None
-    measured = run(families, args.timeout, args.dataset)
+    measured = run(families, args.timeout, args.dataset, event=not args.no_event)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "families": families or Settings().model_families,
@@ -222,6 +305,20 @@ def main(argv: list[str] | None = None) -> int:
         f"DAG parse median {report['dag_parse_seconds']['median']} s; "
         f"load average at the end {report['machine']['load'][0]:.1f}"
     )
+    event = report["event"]
+    if event is not None:
+        outcome = (
+            f"new champion v{event['served_version']} served after {event['to_served_seconds']} s"
+            if event["promoted"]
+            else f"the gate kept the champion ({'; '.join(event['gate_reasons'] or [])})"
+        )
+        print(
+            f"\n`lifeboat new-batch` (drifted, 400 rows) → command returned {event['command_seconds']} s → "
+            f"{event['run_type']} run started {event['to_run_started_seconds']} s → run {event['state']} "
+            f"{event['to_run_finished_seconds']} s; {outcome}"
+        )
+        if event["state"] != "success":
+            return 1
     return 0 if report["state"] == "success" and served is not None else 1
 
 

@@ -131,6 +131,13 @@ class Settings(BaseSettings):
     # Live performance (lifeboat monitor, the DAG's monitor_performance task, the server's live gauges): the
     # newest labelled predictions of the champion that are measured.
     monitor_window_rows: int = Field(5000, ge=1)
+    # Stored labels start a retraining run (serving/label_events.py): an event on the dataset's incoming asset
+    # through Airflow's REST API, as a user with Airflow's "op" role. No URL: no events (the nightly run
+    # measures the labels). Events are at most one per dataset per interval.
+    airflow_events_url: str | None = None
+    airflow_events_user: str = "lifeboat-feedback"
+    airflow_events_password: SecretStr | None = None
+    label_event_interval_seconds: float = Field(60.0, ge=0)
     # Datasets whose champions one server hosts, comma-separated (empty = every known dataset); the default
     # dataset (``dataset``) is always served.
     serving_datasets: str = ""
@@ -185,6 +192,26 @@ class Settings(BaseSettings):
                 f"must be 0 (cross-validate on every train row) or at least {MIN_CV_SAMPLE_ROWS}, got {value}"
             )
         return value
+
+    @field_validator("airflow_events_url")
+    @classmethod
+    def _http_events_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            return None
+        if value is not None and not value.lower().startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _events_need_a_password(self) -> Settings:
+        if self.airflow_events_url is not None and not (
+            self.airflow_events_password and self.airflow_events_password.get_secret_value()
+        ):
+            raise ValueError(
+                "LIFEBOAT_AIRFLOW_EVENTS_URL is set but LIFEBOAT_AIRFLOW_EVENTS_PASSWORD is not: the server "
+                f"cannot log in to Airflow as {self.airflow_events_user!r}"
+            )
+        return self
 
     @field_validator("alert_webhook_url")
     @classmethod

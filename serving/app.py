@@ -21,6 +21,7 @@ from lifeboat.settings import Settings, get_settings
 from serving.batch_input import MAX_LISTED_ERRORS
 from serving.datasets import DatasetServing, build_dataset, fleet_directory
 from serving.fleet import new_worker_id
+from serving.label_events import LabelEvents
 from serving.metrics import ServingMetrics
 from serving.middleware import BodySizeLimit, RequestMetrics
 from serving.routes import admin, datasets, feedback, health, model, predictions, v2
@@ -57,7 +58,9 @@ the original routes, any dataset on `/v1/datasets/{dataset}/...` and the Open In
   while the others serve. `/admin/reload?dataset=NAME` reloads one dataset (default: the default one).
 * **Ground truth**: `POST /v1/datasets/{dataset}/feedback` (`Authorization: Bearer $LIFEBOAT_FEEDBACK_TOKEN`)
   takes `{"labels": [{"request_id": ..., "label": ...}]}` or a `request_id,label` CSV and stores the labels of
-  logged predictions; the answer counts them `matched`, `unknown` and `duplicate`.
+  logged predictions; the answer counts them `matched`, `unknown` and `duplicate`. With
+  `LIFEBOAT_AIRFLOW_EVENTS_URL` set, stored labels record an event on the dataset's incoming asset in Airflow
+  (at most one per `LIFEBOAT_LABEL_EVENT_INTERVAL_SECONDS`), so `<dataset>_retrain` measures them at once.
 * **Open Inference Protocol** (KServe v2 REST; Triton, MLServer, Seldon clients work unchanged):
   `GET /v2/health/live`, `/v2/health/ready`, `/v2/models/{dataset}`, `/v2/models/{dataset}/ready`,
   `POST /v2/models/{dataset}/infer` with one input tensor per column (INT64, FP64, BOOL, BYTES; MLServer's
@@ -89,6 +92,7 @@ def build_state(settings: Settings) -> ServingState:
         worker_id=worker_id,
         coalescer=RowCoalescer(default.metrics, default.prediction_log),
         datasets=datasets,
+        label_events=LabelEvents.from_settings(settings),
     )
 
 
@@ -142,6 +146,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if state.label_events is not None:
+            state.label_events.close()
         for dataset in served:
             with contextlib.suppress(OSError):
                 dataset.sync.fleet.leave()

@@ -14,6 +14,7 @@ from lifeboat.settings import Settings
 from serving.batch_input import BatchInvalid, BatchProblem
 from serving.champion_sync import ChampionSync
 from serving.datasets import DatasetServing
+from serving.label_events import LabelEvents
 from serving.metrics import ServingMetrics
 from serving.model_holder import LoadedModel, ModelHolder
 from serving.scoring import RowCoalescer
@@ -43,6 +44,8 @@ class ServingState:
     worker_id: str
     coalescer: RowCoalescer
     datasets: dict[str, DatasetServing] = field(default_factory=dict)
+    #: Asset events in Airflow for stored labels (None: not configured).
+    label_events: LabelEvents | None = None
 
     @property
     def default(self) -> DatasetServing:

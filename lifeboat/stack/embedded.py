@@ -38,6 +38,9 @@ from lifeboat.stack.processes import (
 logger = logging.getLogger(__name__)
 
 AIRFLOW_USER = "admin"
+#: The prediction server's own Airflow user: role "op", the least role that may record asset events (it
+#: tells Airflow that labels came back, serving/label_events.py); it never gets the admin password.
+AIRFLOW_FEEDBACK_USER = "lifeboat-feedback"
 SERVICES = ("mlflow", "serving", "airflow")
 SECRET_NAMES = (
     "airflow_admin_password",
@@ -45,6 +48,7 @@ SECRET_NAMES = (
     "airflow_api_secret_key",
     "reload_token",
     "feedback_token",
+    "airflow_feedback_password",
 )
 
 
@@ -109,13 +113,17 @@ def load_secrets(paths: StackPaths) -> dict[str, str]:
     return stored
 
 
-def write_airflow_password(paths: StackPaths, password: str) -> Path:
-    """Fix the admin password of Airflow's SimpleAuthManager (it reads this file; mode 0600)."""
+def write_airflow_password(paths: StackPaths, password: str, feedback_password: str | None = None) -> Path:
+    """Fix the passwords of Airflow's SimpleAuthManager users (it reads this file; mode 0600): the admin's
+    and, when given, the prediction server's (:data:`AIRFLOW_FEEDBACK_USER`)."""
     paths.airflow_home.mkdir(parents=True, exist_ok=True)
     target = paths.airflow_home / "simple_auth_manager_passwords.json.generated"
+    passwords = {AIRFLOW_USER: password}
+    if feedback_password is not None:
+        passwords[AIRFLOW_FEEDBACK_USER] = feedback_password
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        json.dump({AIRFLOW_USER: password}, handle)
+        json.dump(passwords, handle)
     return target
 
 
@@ -183,7 +191,7 @@ def airflow_env(settings: Settings, repo: Path, paths: StackPaths, found: dict[s
         "AIRFLOW__CORE__DAGS_FOLDER": str(repo / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(repo / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{AIRFLOW_USER}:admin,{AIRFLOW_FEEDBACK_USER}:op",
         "AIRFLOW__CORE__FERNET_KEY": found["airflow_fernet_key"],
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
@@ -240,8 +248,15 @@ def services(
     serving = Service(
         name="serving",
         command=[_bin("lifeboat"), "serve", "--host", "127.0.0.1", "--port", str(settings.serving_port)],
-        # Only the server checks the feedback token: the other processes never get it.
-        env={**shared, "LIFEBOAT_FEEDBACK_TOKEN": found["feedback_token"]},
+        # Only the server checks the feedback token and tells Airflow of labels: no other process gets these.
+        env={
+            **shared,
+            "LIFEBOAT_FEEDBACK_TOKEN": found["feedback_token"],
+            "LIFEBOAT_AIRFLOW_EVENTS_URL": where["airflow"],
+            "LIFEBOAT_AIRFLOW_EVENTS_USER": AIRFLOW_FEEDBACK_USER,
+            "LIFEBOAT_AIRFLOW_EVENTS_PASSWORD": found["airflow_feedback_password"],
+            **(extra_env or {}),
+        },
         health_url=f"{where['serving']}/health",
         url=where["serving"],
         start_timeout=90.0,
@@ -271,7 +286,7 @@ def up(
     """Start (or reuse) MLflow, the prediction server and Airflow; return what was done per service."""
     paths = StackPaths.from_settings(settings)
     found = load_secrets(paths)
-    write_airflow_password(paths, found["airflow_admin_password"])
+    write_airflow_password(paths, found["airflow_admin_password"], found["airflow_feedback_password"])
     done = {}
     for service in services(settings, repo, paths, extra_env):
         try:

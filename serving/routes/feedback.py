@@ -220,6 +220,8 @@ async def add_feedback(dataset: str, request: Request, state: StateDep) -> Any:
         ) from exc
     if result.matched:  # this worker's live gauges are recomputed at the next scrape
         state.metrics.live.invalidate(dataset)
+        if state.label_events is not None:  # the retraining DAG measures them (a background send)
+            state.label_events.labels_stored(served.name, result.matched)
     logger.info(
         "feedback for %s: %d label(s), %d matched, %d unknown, %d duplicate",
         dataset,

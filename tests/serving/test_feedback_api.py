@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 
 from lifeboat.monitoring.feedback import read_labels
 from tests.serving.serving_support import StoreRef, free_port
+from tests.support.http_stub import http_stub
 
 pytestmark = pytest.mark.integration
 
@@ -236,3 +238,34 @@ def test_labels_of_real_predictions(make_client: Callable[..., Any], champion_st
     answer = app.post(URL, json=body(*[(rid, 1) for rid in ids]), headers=bearer())
     assert answer.status_code == 200
     assert answer.json() == {"dataset": "titanic", "received": 3, "matched": 3, "unknown": 0, "duplicate": 0}
+
+
+def test_stored_labels_tell_airflow_and_resent_ones_do_not(no_registry: Callable[..., Any]) -> None:
+    """With LIFEBOAT_AIRFLOW_EVENTS_URL, matched labels record one event on the incoming asset (a stand-in
+    for Airflow's REST API here; the real one in tests/orchestration/test_retrain_on_feedback.py)."""
+    with http_stub() as airflow:
+        airflow.answer("POST", "/auth/token", 201, {"access_token": "jwt"})
+        airflow.answer(
+            "GET",
+            "/api/v2/assets?name_pattern=titanic_incoming&limit=100",
+            200,
+            {"assets": [{"id": 1, "name": "titanic_incoming"}]},
+        )
+        airflow.answer("POST", "/api/v2/assets/events", 200, {"id": 7})
+        app = no_registry(
+            airflow_events_url=airflow.url,
+            airflow_events_password="events-password-0123456789",
+            label_event_interval_seconds=0,
+        )
+        log_predictions(app, "titanic", ["req-0", "req-1"])
+        sender = app.app.state.serving.label_events
+        assert app.post(URL, json=body(("req-0", 1), ("req-1", 0)), headers=bearer()).json()["matched"] == 2
+        deadline = time.monotonic() + 10
+        while sender.events_sent < 1:
+            assert time.monotonic() < deadline, airflow.received
+            time.sleep(0.05)
+        again = app.post(URL, json=body(("req-0", 1), ("nobody", 1)), headers=bearer())
+        assert again.json()["matched"] == 0  # a duplicate and an unknown id: nothing new, no event
+        time.sleep(0.3)
+        posted = [r["json"] for r in airflow.received if r["path"] == "/api/v2/assets/events"]
+        assert posted == [{"asset_id": 1, "extra": {"dataset": "titanic", "source": "feedback", "labels": 2}}]

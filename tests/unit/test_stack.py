@@ -87,6 +87,8 @@ def test_airflow_password_file(tmp_path: Path) -> None:
     target = stack.write_airflow_password(paths, "s3cret-value")
     assert json.loads(target.read_text()) == {"admin": "s3cret-value"}
     assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    both = stack.write_airflow_password(paths, "s3cret-value", "server-password")
+    assert json.loads(both.read_text()) == {"admin": "s3cret-value", "lifeboat-feedback": "server-password"}
 
 
 def test_environment_of_the_stack(tmp_path: Path) -> None:
@@ -115,6 +117,16 @@ def test_environment_of_the_stack(tmp_path: Path) -> None:
     assert services["serving"].env["LIFEBOAT_FEEDBACK_TOKEN"] == found["feedback_token"]
     assert services["airflow"].env.get("LIFEBOAT_FEEDBACK_TOKEN") != found["feedback_token"]
     assert services["mlflow"].env.get("LIFEBOAT_FEEDBACK_TOKEN") != found["feedback_token"]
+    # The server tells Airflow of labels as its own "op" user; only the server gets that user's password.
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,lifeboat-feedback:op"
+    served = services["serving"].env
+    assert served["LIFEBOAT_AIRFLOW_EVENTS_URL"] == "http://127.0.0.1:18080"
+    assert served["LIFEBOAT_AIRFLOW_EVENTS_USER"] == "lifeboat-feedback"
+    assert served["LIFEBOAT_AIRFLOW_EVENTS_PASSWORD"] == found["airflow_feedback_password"]
+    assert found["airflow_feedback_password"] != found["airflow_admin_password"]
+    for name in ("mlflow", "airflow"):
+        assert "LIFEBOAT_AIRFLOW_EVENTS_PASSWORD" not in services[name].env, name
+    assert found["airflow_admin_password"] not in served.values()
     assert "--port" in services["mlflow"].command
     assert "15000" in services["mlflow"].command
     assert services["serving"].health_url == "http://127.0.0.1:18000/health"
