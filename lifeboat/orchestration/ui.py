@@ -25,7 +25,8 @@ so the pages need the same login as the rest of the UI. Airflow authenticates a 
 browser sends the cookie and a logged-in user sees the pages, while an anonymous request gets 401 (403 for
 an invalid token).
 A report is served only when its name is listed in the index and its file lies inside the reports folder, so
-no request can read any other file.
+no request can read any other file. It is served with ``Content-Security-Policy: sandbox allow-scripts``: its
+scripts run in an opaque origin, so a planted report cannot reach Airflow's cookies, API or UI.
 
 The pages are plain server-side HTML: no external CSS or JavaScript (they work offline), every value
 escaped with :func:`html.escape`, and links relative to the page so they survive a base path or a proxy.
@@ -82,6 +83,8 @@ _STATUS_LABELS = {
     "degraded": "degraded",
 }
 _STATUS_CSS = {"drift": "bad", "no_drift": "good", "not_enough_data": "warn", "ok": "good", "degraded": "bad"}
+#: The policy of every report page: its scripts run, but sandboxed in an opaque origin (see report_page).
+REPORT_CSP = "sandbox allow-scripts"
 #: The two kinds of report of the index; an entry without a kind is a drift report (written before kinds).
 PERFORMANCE = "performance"
 DRIFT = "drift"
@@ -362,7 +365,12 @@ def create_ui_app(settings_provider: SettingsProvider = get_settings) -> FastAPI
         if path is None:
             body = f"<h1>Report</h1><p>There is no report named <code>{escape(name)}</code>.</p>"
             return HTMLResponse(page("Report", body, root="../", settings=settings), status_code=404)
-        return FileResponse(path, media_type="text/html; charset=utf-8")
+        # A report is a file of the shared state folder: whoever could write there must not get a script
+        # into Airflow's origin. The sandbox runs the report's own scripts (Evidently draws with them) in an
+        # opaque origin: no cookies, no Airflow API, no access to the UI around the iframe.
+        return FileResponse(
+            path, media_type="text/html; charset=utf-8", headers={"Content-Security-Policy": REPORT_CSP}
+        )
 
     @app.get("/monitoring/{name}/summary.json")
     def report_summary(name: str, dataset: DatasetQuery = None) -> JSONResponse:

@@ -86,6 +86,11 @@ def test_log_in_open_the_dag_and_the_lifeboat_pages(
     browser.goto(f"{base}/lifeboat/monitoring/{report}")
     browser.wait_for("document.body.innerText.length > 0", "the report page")
     assert "Not authenticated" not in browser.text()
+    # The report's scripts run sandboxed (an opaque origin): none can read the login cookie or call the API.
+    assert browser.evaluate("window.origin") == "null"
+    assert browser.evaluate("(() => { try { return document.cookie; } catch (e) { return e.name; } })()") == (
+        "SecurityError"
+    )
     browser.screenshot(SHOTS / "06-drift-report.png")
 
 

@@ -311,6 +311,7 @@ def test_each_report_link_opens_its_html_and_summary(reports_settings: Settings)
         assert response.status_code == 200, url
         assert response.headers["content-type"] == "text/html; charset=utf-8"
         assert response.content == (report_dir / f"{name}.html").read_bytes()
+        assert response.headers["content-security-policy"] == "sandbox allow-scripts"
         if kind == "real":
             assert len(response.content) > 500_000  # the self-contained Evidently page
         if kind == "performance":
