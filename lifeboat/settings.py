@@ -126,6 +126,8 @@ class Settings(BaseSettings):
     feedback_max_labels: int = Field(10_000, ge=1)
     registry_poll_seconds: float = Field(30.0, ge=0)
     max_batch_rows: int = Field(1000, ge=1)
+    # Batches one server worker parses and scores at once; more wait their turn (bounded memory).
+    serving_batch_concurrency: int = Field(2, ge=1, le=64)
     max_body_bytes: int = Field(2_000_000, ge=1024)
     prediction_log_max_rows: int = Field(100_000, ge=100)
     # Live performance (lifeboat monitor, the DAG's monitor_performance task, the server's live gauges): the

@@ -93,6 +93,7 @@ def build_state(settings: Settings) -> ServingState:
         coalescer=RowCoalescer(default.metrics, default.prediction_log),
         datasets=datasets,
         label_events=LabelEvents.from_settings(settings),
+        batch_limiter=anyio.CapacityLimiter(settings.serving_batch_concurrency),
     )
 
 

@@ -16,7 +16,7 @@ import io
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,18 +61,41 @@ class BatchProblem:
 class BatchInvalid(ValueError):  # noqa: N818 (reads as the condition)
     """The batch cannot be scored; carries every problem found."""
 
-    def __init__(self, summary: str, problems: Sequence[BatchProblem]) -> None:
+    def __init__(
+        self,
+        summary: str,
+        problems: Sequence[BatchProblem],
+        error_count: int | None = None,
+        invalid_rows: Sequence[int] | None = None,
+    ) -> None:
         super().__init__(summary)
         self.summary = summary
         self.problems = list(problems)
+        #: Every problem found, when more were found than listed (collection stops at the listed maximum).
+        self.error_count = len(self.problems) if error_count is None else error_count
+        self.invalid_rows = (
+            sorted(set(invalid_rows))
+            if invalid_rows is not None
+            else sorted({p.row for p in self.problems if p.row is not None})
+        )
+
+    def detached(self) -> BatchInvalid:
+        """This error without its traceback and the errors it was raised from.
+
+        Their frames hold the parsed body (tens of MB for a hostile one), and a worker thread or an event
+        loop may keep the last exception alive for a while: the answer needs only the problems.
+        """
+        self.__traceback__ = None
+        self.__context__ = None
+        self.__cause__ = None
+        return self
 
     def body(self) -> dict[str, Any]:
         """The 422 response body."""
-        rows = sorted({p.row for p in self.problems if p.row is not None})
         return {
             "detail": self.summary,
-            "invalid_rows": rows,
-            "error_count": len(self.problems),
+            "invalid_rows": self.invalid_rows,
+            "error_count": self.error_count,
             "errors": [p.as_dict() for p in self.problems[:MAX_LISTED_ERRORS]],
         }
 
@@ -138,6 +161,7 @@ def _validate_json_batch(payload: Any, max_rows: int, key: str, model: type[Base
     rows = payload.get(key)
     if isinstance(rows, list):
         _check_size(len(rows), max_rows, noun)
+        _refuse_many_unknown_keys(payload, key, rows, model.model_fields[key].annotation, noun)
     try:
         return model.model_validate(payload)
     except ValidationError as exc:
@@ -162,6 +186,70 @@ def _validate_json_batch(payload: Any, max_rows: int, key: str, model: type[Base
         raise BatchInvalid(summary, problems) from exc
 
 
+def unknown_keys(record: Mapping[str, Any], allowed: Collection[str]) -> list[str]:
+    """The keys of ``record`` that are not ``allowed`` (cheap for the usual record: no extra key)."""
+    if len(record) <= len(allowed) and all(k in allowed for k in record):
+        return []
+    return [k for k in record if k not in allowed]
+
+
+def too_many_unknown_keys(extra: Sequence[str]) -> list[dict[str, Any]]:
+    """FastAPI-style errors for a record with more unknown keys than are listed: the first ones, then a
+    line counting the rest (:data:`MAX_LISTED_ERRORS` entries in all)."""
+    shown = MAX_LISTED_ERRORS - 1
+    listed: list[dict[str, Any]] = [
+        {"type": "extra_forbidden", "loc": ("body", key), "msg": "Extra inputs are not permitted"}
+        for key in extra[:shown]
+    ]
+    listed.append(
+        {
+            "type": "too_many_errors",
+            "loc": ("body",),
+            "msg": f"{len(extra)} unknown keys in all; {len(extra) - shown} more are not listed",
+        }
+    )
+    return listed
+
+
+def _row_fields(annotation: Any) -> Collection[str]:
+    """The field names of the row model of a batch model's ``list[Row]`` field."""
+    (row_model,) = getattr(annotation, "__args__", (None,))
+    fields: Collection[str] = getattr(row_model, "model_fields", {}).keys()
+    return fields
+
+
+def _refuse_many_unknown_keys(
+    payload: Mapping[str, Any], key: str, rows: list[Any], annotation: Any, noun: str
+) -> None:
+    """More unknown keys than errors are listed: refuse with the first ones listed, before validation would
+    build one error object per key (a 2 MB row of unknown keys would be some 150,000 of them)."""
+    allowed = _row_fields(annotation)
+    found: list[tuple[int | None, str]] = [(None, k) for k in unknown_keys(payload, (key,))]
+    total = len(found)
+    invalid: list[int] = []
+    for index, row in enumerate(rows):
+        if isinstance(row, dict) and (extra := unknown_keys(row, allowed)):
+            total += len(extra)
+            invalid.append(index)
+            found += [(index, k) for k in extra[: max(MAX_LISTED_ERRORS - len(found), 0)]]
+    if total <= MAX_LISTED_ERRORS:
+        return  # validation lists them all, as it always has
+    problems = [
+        BatchProblem(row, field, "Extra inputs are not permitted", "extra_forbidden", ("body", field))
+        if row is None
+        else BatchProblem(
+            row, field, "Extra inputs are not permitted", "extra_forbidden", ("body", key, row, field)
+        )
+        for row, field in found[:MAX_LISTED_ERRORS]
+    ]
+    raise BatchInvalid(
+        f"the batch has {total} unknown keys ({len(invalid)} {noun}(s) have some); nothing was scored",
+        problems,
+        total,
+        invalid_rows=invalid,
+    )
+
+
 def passengers_from_json_body(body: bytes, max_rows: int) -> list[dict[str, Any]]:
     """Parse and validate a JSON batch body: the result of ``passengers_from_json(json_or_invalid(body))``.
 
@@ -170,11 +258,17 @@ def passengers_from_json_body(body: bytes, max_rows: int) -> list[dict[str, Any]
     reference path (:func:`json_or_invalid`, then :func:`passengers_from_json`), so an invalid batch gets
     exactly the same 422 as ever; both paths accept the same batches and return the same dicts.
     """
+    if body.count(b":") > max_rows * len(COLUMN_NAMES) + 1:  # more keys than a valid batch can have
+        # pydantic's one-pass parse would build one error per unknown key (tens of MB for a 2 MB body of
+        # them); the reference path refuses such a body with a bounded list.
+        return passengers_from_json(json_or_invalid(body), max_rows)
     try:
-        rows: list[dict[str, Any]] = batch_rows_adapter().validate_json(body)["passengers"]
+        batch: dict[str, Any] = batch_rows_adapter().validate_json(body)
     except ValidationError:
         return passengers_from_json(json_or_invalid(body), max_rows)
+    rows: list[dict[str, Any]] = batch["passengers"]
     if len(rows) > max_rows:
+        del batch, rows  # freed before the body is parsed again: one copy in memory at a time
         return passengers_from_json(json_or_invalid(body), max_rows)
     return [{**_ALL_MISSING, **row} for row in rows]
 
@@ -186,6 +280,8 @@ def passenger_from_json_body(body: bytes) -> dict[str, Any] | None:
     (``PassengerIn``, which names what is wrong). For an accepted body the dict equals
     ``PassengerIn.model_validate(json.loads(body)).model_dump()``.
     """
+    if body.count(b":") > 4 * len(COLUMN_NAMES):  # far more keys than columns: the caller's validation
+        return None
     try:
         row: dict[str, Any] = passenger_row_adapter().validate_json(body)
     except ValueError:  # pydantic's ValidationError among others: whatever it refuses, the caller judges
@@ -230,6 +326,30 @@ def passengers_from_csv(data: bytes, max_rows: int) -> list[dict[str, Any]]:
     )
 
 
+#: Header cells beyond the known columns that are still named one by one; a wider header is refused whole.
+HEADER_SLACK = 16
+
+
+def _check_header_width(text: str, known: int, expected: str) -> None:
+    """Refuse a header line with far more cells than there are columns, before the CSV reader splits it: a
+    2 MB line of commas would otherwise become a million cells and as many errors."""
+    first_line = text[: text.find("\n")] if "\n" in text else text
+    cells = first_line.count(",") + 1  # an upper bound: a quoted name may hold commas
+    if cells > known + HEADER_SLACK:
+        raise BatchInvalid(
+            f"the CSV header has {cells} columns; expected {expected} ({known} columns); nothing was scored",
+            [
+                BatchProblem(
+                    None,
+                    None,
+                    f"the header has {cells} cells, more than the {known} known columns + {HEADER_SLACK}",
+                    "csv_header_too_wide",
+                    ("body", "header"),
+                )
+            ],
+        )
+
+
 def rows_from_csv(
     data: bytes,
     max_rows: int,
@@ -249,6 +369,7 @@ def rows_from_csv(
         raise BatchInvalid(
             "the CSV is not UTF-8 text", [BatchProblem(None, None, str(exc), "csv_encoding", ("body",))]
         ) from exc
+    _check_header_width(text, len(known), expected)
     reader = csv.reader(io.StringIO(text, newline=""))
     try:
         header = [h.strip() for h in next(reader)]
@@ -262,12 +383,12 @@ def rows_from_csv(
             "the CSV cannot be parsed", [BatchProblem(None, None, str(exc), "csv_syntax", ("body",))]
         ) from exc
     known_set = set(known)
+    unknown = [h for h in header if h not in known_set]
     problems = [
         BatchProblem(
             None, h, f"unknown column {h!r}; expected {expected}", "extra_forbidden", ("body", "header", h)
         )
-        for h in header
-        if h not in known_set
+        for h in unknown[:MAX_LISTED_ERRORS]
     ]
     problems += [
         BatchProblem(
@@ -281,20 +402,29 @@ def rows_from_csv(
             BatchProblem(None, None, "a column appears twice in the header", "csv_header", ("body", "header"))
         )
     if problems:
-        raise BatchInvalid("the CSV header is invalid; nothing was scored", problems)
+        raise BatchInvalid(
+            "the CSV header is invalid; nothing was scored",
+            problems,
+            len(problems) + len(unknown) - min(len(unknown), MAX_LISTED_ERRORS),
+        )
     _check_size(len(lines), max_rows, noun)
     validated: list[dict[str, Any]] = []
+    count = 0  # every problem found; only the first MAX_LISTED_ERRORS become objects
+    invalid: list[int] = []
     for index, line in enumerate(lines):
         if len(line) != len(header):
-            problems.append(
-                BatchProblem(
-                    index,
-                    None,
-                    f"the row has {len(line)} cells, the header {len(header)}",
-                    "csv_row_length",
-                    ("body", index),
+            count += 1
+            invalid.append(index)
+            if len(problems) < MAX_LISTED_ERRORS:
+                problems.append(
+                    BatchProblem(
+                        index,
+                        None,
+                        f"the row has {len(line)} cells, the header {len(header)}",
+                        "csv_row_length",
+                        ("body", index),
+                    )
                 )
-            )
             continue
         row = {
             h: _convert(kinds.get(h, "str"), cell.strip())
@@ -304,14 +434,18 @@ def rows_from_csv(
         try:
             validated.append(validate(row))
         except ValidationError as exc:
-            for error in exc.errors(include_url=False):
+            count += exc.error_count()
+            invalid.append(index)
+            room = MAX_LISTED_ERRORS - len(problems)
+            for error in exc.errors(include_url=False)[: max(room, 0)]:
                 loc = tuple(error["loc"])
                 field = str(loc[0]) if loc else None
                 problems.append(
                     BatchProblem(index, field, error["msg"], error["type"], ("body", index, *loc))
                 )
-    if problems:
-        raise BatchInvalid(_summary(problems, len(lines), noun), problems)
+    if invalid:
+        summary = f"{len(invalid)} of {len(lines)} {noun}(s) are invalid; nothing was scored"
+        raise BatchInvalid(summary, problems, count, invalid_rows=invalid)
     return validated
 
 

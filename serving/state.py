@@ -6,6 +6,7 @@ import email.message
 from dataclasses import dataclass, field
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, HTTPException, Request, status
 from starlette.datastructures import UploadFile
 
@@ -46,6 +47,9 @@ class ServingState:
     datasets: dict[str, DatasetServing] = field(default_factory=dict)
     #: Asset events in Airflow for stored labels (None: not configured).
     label_events: LabelEvents | None = None
+    #: Batches parsed and scored at once by this worker (``LIFEBOAT_SERVING_BATCH_CONCURRENCY``); the others
+    #: wait. Parsing holds the GIL, so more would add memory (a 2 MB body parses into some 20 MB), not speed.
+    batch_limiter: anyio.CapacityLimiter = field(default_factory=lambda: anyio.CapacityLimiter(2))
 
     @property
     def default(self) -> DatasetServing:

@@ -29,10 +29,13 @@ from starlette.responses import Response
 
 from serving import request_ids
 from serving.batch_input import (
+    MAX_LISTED_ERRORS,
     BatchInvalid,
     json_or_invalid,
     records_from_json,
     rows_from_csv,
+    too_many_unknown_keys,
+    unknown_keys,
 )
 from serving.datasets import DatasetServing, answering_of
 from serving.model_holder import LoadedModel
@@ -73,6 +76,10 @@ def _record(schema: RequestSchema, body: bytes) -> dict[str, Any]:
         raise RequestValidationError(
             [{"type": "json_invalid", "loc": ("body",), "msg": f"JSON decode error: {exc}"}]
         ) from exc
+    if isinstance(payload, dict) and len(extra := unknown_keys(payload, schema.record_model.model_fields)) > (
+        MAX_LISTED_ERRORS
+    ):  # refused before validation would build one error object per unknown key
+        raise RequestValidationError(too_many_unknown_keys(extra))
     try:
         return schema.validate(payload)
     except ValidationError as exc:
@@ -148,7 +155,10 @@ def _records_from_csv(schema: RequestSchema, data: bytes, max_rows: int) -> list
 def _score_records(
     read: Callable[[], list[dict[str, Any]]], served: DatasetServing, loaded: LoadedModel, request_id: str
 ) -> tuple[Any, bytes]:
-    records = read()
+    try:
+        records = read()
+    except BatchInvalid as exc:  # its frames hold the parsed body: the answer needs only the problems
+        raise exc.detached() from None
     ids = request_ids.row_ids(request_id, len(records))
     scored = score(loaded, records, served.metrics, ids, answering_of(loaded))
     body = {"model_version": loaded.version, "count": len(scored.results), "predictions": scored.results}
@@ -203,7 +213,9 @@ async def predict_records(dataset: str, request: Request, state: StateDep) -> Re
     request_id = request_ids.request_id(request)
     try:
         read = await _records_reader(request, loaded.schema, settings.max_batch_rows, settings.max_body_bytes)
-        scored, body = await anyio.to_thread.run_sync(_score_records, read, served, loaded, request_id)
+        scored, body = await anyio.to_thread.run_sync(
+            _score_records, read, served, loaded, request_id, limiter=state.batch_limiter
+        )
     except BatchInvalid as exc:
         return JSONResponse(exc.body(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     scored.log_to(served.prediction_log)

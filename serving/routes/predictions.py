@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Body, Depends, HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic_core import to_json
@@ -15,10 +16,13 @@ from starlette.responses import Response
 
 from serving import request_ids
 from serving.batch_input import (
+    MAX_LISTED_ERRORS,
     BatchInvalid,
     passenger_from_json_body,
     passengers_from_csv,
     passengers_from_json_body,
+    too_many_unknown_keys,
+    unknown_keys,
 )
 from serving.schemas import (
     EXAMPLE_MINIMAL,
@@ -95,6 +99,22 @@ class _FastPassengerRoute(APIRoute):
         return handler
 
 
+async def bounded_keys(request: Request) -> None:
+    """A passenger with more unknown keys than errors are listed is refused before FastAPI validates it:
+    validation would build one error object per key. (FastAPI has parsed the JSON body already; this reads
+    its cached copy.)"""
+    if (await request.body()).count(b":") <= MAX_LISTED_ERRORS:  # fewer keys than that: nothing to do
+        return
+    try:
+        payload = await request.json()
+    except ValueError:  # not JSON: FastAPI's own validation answers it
+        return
+    if isinstance(payload, dict) and len(extra := unknown_keys(payload, PassengerIn.model_fields)) > (
+        MAX_LISTED_ERRORS
+    ):
+        raise RequestValidationError(too_many_unknown_keys(extra))
+
+
 async def predict(
     passenger: Annotated[
         PassengerIn,
@@ -120,7 +140,7 @@ router.add_api_route(
     methods=["POST"],
     response_model=PredictionOut,
     summary="Score one passenger",
-    dependencies=[Depends(require_json)],
+    dependencies=[Depends(require_json), Depends(bounded_keys)],
     responses={
         **_ERRORS,
         200: {"headers": request_ids.RESPONSE_HEADERS},
@@ -194,7 +214,10 @@ def _score_batch(
     read: Callable[[], list[dict[str, Any]]], state: ServingState, request_id: str
 ) -> tuple[Scored, bytes]:
     """Validate (422), take the model (503), score and serialise: one trip to a worker thread per batch."""
-    passengers = read()
+    try:
+        passengers = read()
+    except BatchInvalid as exc:
+        raise exc.detached() from None
     loaded = require_model(state)
     ids = request_ids.row_ids(request_id, len(passengers))
     scored = score(loaded, passengers, state.default.metrics, ids)
@@ -229,7 +252,9 @@ async def predict_batch(request: Request, state: StateDep) -> Any:
     request_id = request_ids.request_id(request)
     try:
         read = await _batch_reader(request, settings.max_batch_rows, settings.max_body_bytes)
-        scored, answer = await anyio.to_thread.run_sync(_score_batch, read, state, request_id)
+        scored, answer = await anyio.to_thread.run_sync(
+            _score_batch, read, state, request_id, limiter=state.batch_limiter
+        )
     except BatchInvalid as exc:
         return JSONResponse(exc.body(), status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)
     scored.log_to(state.prediction_log)  # microseconds whatever the size: the log's thread does the work
