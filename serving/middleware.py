@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.metrics import ServingMetrics
@@ -22,18 +23,36 @@ class RequestBodyTooLarge(Exception):  # noqa: N818 (reads as the condition)
     """Raised inside the app when the streamed body passes the limit (the middleware answers 413)."""
 
 
-def _json_response(status: int, detail: str) -> tuple[Message, Message]:
+#: How much of an oversized body is read and discarded before its 413, and for how long (a lingering close, as
+#: nginx does): clients that send the whole body before reading the answer (urllib, requests, many SDKs) see
+#: a connection reset instead of the 413 when the server closes with their body unread. Past either bound
+#: the server answers anyway and closes the connection.
+DRAIN_MAX_BYTES = 32 * 1024 * 1024
+DRAIN_SECONDS = 15.0
+
+
+def _json_response(status: int, detail: str, close: bool = True) -> tuple[Message, Message]:
     body = json.dumps({"detail": detail}).encode()
-    start: Message = {
-        "type": "http.response.start",
-        "status": status,
-        "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            (b"connection", b"close"),
-        ],
-    }
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if close:
+        headers.append((b"connection", b"close"))
+    start: Message = {"type": "http.response.start", "status": status, "headers": headers}
     return start, {"type": "http.response.body", "body": body}
+
+
+async def _drain(receive: Receive, already: int) -> bool:
+    """Read and discard the rest of the request body (``already`` bytes of it were read): True when it was
+    read to its end within :data:`DRAIN_MAX_BYTES` and :data:`DRAIN_SECONDS`."""
+    total = already
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while total <= DRAIN_MAX_BYTES:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return False
+            total += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return total <= DRAIN_MAX_BYTES
+    return False
 
 
 class BodySizeLimit:
@@ -65,17 +84,20 @@ class BodySizeLimit:
                     await self._answer(send, 400, "invalid Content-Length header")
                     return
                 if declared > self.max_bytes:
-                    await self._answer(send, 413, self._too_large())
+                    await self._refuse(receive, send, 0, body_done=False)
                     return
         received = 0
         exceeded = False
         response_started = False
 
+        body_done = False
+
         async def counting_receive() -> Message:
-            nonlocal received, exceeded
+            nonlocal received, exceeded, body_done
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                body_done = not message.get("more_body", False)
                 if received > self.max_bytes:
                     exceeded = True
                     raise RequestBodyTooLarge(self._too_large())
@@ -86,7 +108,7 @@ class BodySizeLimit:
             if exceeded:
                 if message["type"] == "http.response.start" and not response_started:
                     response_started = True
-                    await self._answer(send, 413, self._too_large())
+                    await self._refuse(receive, send, received, body_done)
                 return  # drop the app's own answer to an oversized request
             if message["type"] == "http.response.start":
                 response_started = True
@@ -96,11 +118,16 @@ class BodySizeLimit:
             await self.app(scope, counting_receive, guarded_send)
         except RequestBodyTooLarge:
             if not response_started:
-                await self._answer(send, 413, self._too_large())
+                await self._refuse(receive, send, received, body_done)
+
+    async def _refuse(self, receive: Receive, send: Send, already: int, body_done: bool = False) -> None:
+        """The 413, once the rest of the body is read (bounded): the connection stays usable when it was."""
+        complete = body_done or await _drain(receive, already)
+        await self._answer(send, 413, self._too_large(), close=not complete)
 
     @staticmethod
-    async def _answer(send: Send, status: int, detail: str) -> None:
-        start, body = _json_response(status, detail)
+    async def _answer(send: Send, status: int, detail: str, close: bool = True) -> None:
+        start, body = _json_response(status, detail, close)
         await send(start)
         await send(body)
 

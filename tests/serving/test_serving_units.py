@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from lifeboat.dataset.schema import COLUMNS
 from lifeboat.registry.artifact import CANARY_PASSENGER
+from serving import middleware
 from serving.batch_input import BatchInvalid, passenger_from_json_body, passengers_from_csv
 from serving.champion_source import CHAMPION_ALIAS
 from serving.fleet import FleetBoard
@@ -243,6 +244,43 @@ def test_the_body_limit_checks_declared_and_streamed_sizes() -> None:
     assert "100 bytes" in body["detail"]
     assert _call(app, [b"x" * 60, b"x" * 60], [(b"content-length", b"50")])[0] == 413  # a lying header
     assert _call(app, [b"x"], [(b"content-length", b"many")])[0] == 400
+
+
+def _drained(app: Any, chunks: list[bytes], headers: list[tuple[bytes, bytes]]) -> tuple[int, int, bool]:
+    """(status, chunks the middleware read, whether it answered `Connection: close`)."""
+    messages = [
+        {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1} for i, c in enumerate(chunks)
+    ]
+    read = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal read
+        if not messages:
+            raise AssertionError("receive() after the end of the body would wait for a disconnect")
+        read += 1
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/x", "headers": headers}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], read, (b"connection", b"close") in start["headers"]
+
+
+def test_an_oversized_body_is_read_to_its_end_before_the_413(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that sends everything before reading must find the 413, not a reset connection."""
+    app = BodySizeLimit(_echo_length, max_bytes=100)
+    declared = [(b"content-length", b"1000")]
+    assert _drained(app, [b"x" * 100] * 10, declared) == (413, 10, False)  # all read; the connection lives
+    assert _drained(app, [b"x" * 60] * 5, []) == (413, 5, False)  # chunked: the app read 2, the limit 3
+    assert _drained(app, [b"x" * 150], []) == (413, 1, False)  # over in its last chunk: nothing to drain
+    monkeypatch.setattr(middleware, "DRAIN_MAX_BYTES", 350)
+    status, read, close = _drained(app, [b"x" * 100] * 10, declared)
+    assert (status, close) == (413, True)  # past the bound: answered, and the connection closed
+    assert read == 4  # 400 bytes > 350: it stopped reading there
 
 
 # --- the model holder ---------------------------------------------------------------------------------------
