@@ -317,10 +317,13 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
 
         # One alias move at a time per dataset (with rollback); a promotion is an event on the champion asset.
         @task(pool=registry_pool(dataset), outlets=[champion])
-        def promote(run_id: str | None = None, outlet_events: Any = None) -> dict[str, Any]:
+        def promote(
+            gate: dict[str, Any], run_id: str | None = None, outlet_events: Any = None
+        ) -> dict[str, Any]:
             from lifeboat.orchestration import retrain
 
-            promoted = retrain.promote(settings_for(dataset), str(run_id)).to_xcom()
+            judged = str(GateStep.model_validate(gate).version)  # from Airflow's own record, not a file
+            promoted = retrain.promote(settings_for(dataset), str(run_id), judged).to_xcom()
             if outlet_events is not None:
                 outlet_events[champion].extra = {"version": str(promoted.get("version")), "run_id": run_id}
             return promoted
@@ -344,7 +347,7 @@ def retrain_dag(entry: DatasetEntry) -> DAG:
         train = spark_job("train", "train.py", plan["train_args"])
         gate: Any = evaluate_gate()
         branch = promotion_branch(gate)
-        promoted: Any = promote()
+        promoted: Any = promote(gate)
         no_promotion = EmptyOperator(task_id="no_promotion")
 
         pulled >> validated >> [drift, performance]

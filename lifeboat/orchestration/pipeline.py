@@ -214,6 +214,10 @@ def gate_path(settings: Settings, run_id: str) -> Path:
     return run_dir(settings, run_id) / "gate.json"
 
 
+#: The version tag that marks a gate decision made in a dry run (such a challenger is never promoted).
+DRY_RUN_TAG = "gate.dry_run"
+
+
 def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> GateRecord:
     """Score the run's challenger and the champion on the run's holdout and record the decision.
 
@@ -236,6 +240,7 @@ def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> Gate
     version = summary.version
     holdout = pd.read_parquet(base / "preprocess" / "holdout_raw")
     decision = promotion.evaluate_gate(settings.model_name, version, holdout, settings)
+    registry.set_version_tags(settings.model_name, str(version), {DRY_RUN_TAG: str(dry_run).lower()})
     result = GateRecord(
         run_id=run_id,
         model_name=settings.model_name,
@@ -251,28 +256,62 @@ def evaluate_run(settings: Settings, run_id: str, dry_run: bool = False) -> Gate
     return result
 
 
-def promote_run(settings: Settings, run_id: str) -> GateRecord:
-    """Promote the run's challenger on the strength of its recorded gate decision (``gate.json``).
+def promote_run(settings: Settings, run_id: str, version: str | None = None) -> GateRecord:
+    """Promote the run's challenger on the strength of the gate decision the registry recorded for it.
 
-    Refuses (:class:`PipelineError`) a rejected or dry-run decision; raises the registry's
-    ``StaleDecisionError`` when the champion changed since the decision. Idempotent: promoting the version
-    that already is the champion changes nothing. Updates ``gate.json`` (``promoted``, ``demoted_version``).
+    ``gate.json`` only says which version the run's gate judged (and must name the dataset's own model, and
+    ``version`` when the caller knows it, as the DAG does from the gate task's XCom). Whether that version
+    passed, whether it was a dry run and which champion it was compared with are read from its ``gate.*``
+    tags in the registry: a file of the shared state folder is not trusted to promote anything.
+
+    Refuses (:class:`PipelineError`) a rejected or dry-run decision, or a file that disagrees; raises the
+    registry's ``StaleDecisionError`` when the champion changed since the decision. Idempotent: promoting the
+    version that already is the champion changes nothing. Updates ``gate.json`` (``promoted``,
+    ``demoted_version``).
     """
     from lifeboat.registry import promotion
     from lifeboat.registry import store as registry
+    from lifeboat.registry.gate import DECISION_PROMOTE
 
     path = gate_path(settings, run_id)
     if not path.is_file():
         raise PipelineError(f"run {run_id} has no gate decision ({path}): run the gate first")
     result = read_gate(path)
+    if result.model_name != settings.model_name:
+        raise PipelineError(
+            f"run {run_id}: {path} names model {result.model_name!r}, but this dataset's model is "
+            f"{settings.model_name!r}: refusing to promote (was the file changed?)"
+        )
+    if version is not None and str(version) != str(result.version):
+        raise PipelineError(
+            f"run {run_id}: {path} names version {result.version}, but the run's gate judged version "
+            f"{version}: refusing to promote (was the file changed?)"
+        )
     if result.dry_run:
         raise PipelineError(f"run {run_id} is a dry run: its challenger is never promoted")
     if not result.passed:
         raise PipelineError(
             f"run {run_id}: version {result.version} was rejected by the gate: " + "; ".join(result.reasons)
         )
+    # The file says "passed": only the registry's own record of the decision can confirm it.
     registry.configure_mlflow(settings)
-    demoted = promotion.promote_recorded(result.model_name, result.version, result.champion_version)
+    tags = registry.version_tags(settings.model_name, str(result.version))
+    if tags.get(DRY_RUN_TAG) == "true":
+        raise PipelineError(
+            f"run {run_id}: the registry records a dry-run gate decision for {settings.model_name} version "
+            f"{result.version}, which is never promoted (but {path} says otherwise: was it changed?)"
+        )
+    decision = tags.get("gate.decision")
+    if decision != DECISION_PROMOTE:
+        recorded = "no gate decision" if decision is None else f"the gate decision {decision!r}"
+        raise PipelineError(
+            f"run {run_id}: the registry records {recorded} for {settings.model_name} version "
+            f"{result.version}, but {path} says it passed: refusing to promote (was the file changed?)"
+        )
+    compared_with = tags.get("gate.champion_version")
+    demoted = promotion.promote_recorded(
+        settings.model_name, result.version, None if compared_with in (None, "none") else compared_with
+    )
     result = result.model_copy(update={"promoted": True, "demoted_version": demoted})
     _write_json(path, result)
     return result

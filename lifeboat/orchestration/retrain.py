@@ -359,9 +359,10 @@ def promotion_branch(gate: GateStep, promote_task: str, skip_task: str) -> str:
     return skip_task
 
 
-def promote(settings: Settings, run_id: str) -> GateStep:
-    """Move the aliases after a passed gate (see :func:`lifeboat.orchestration.pipeline.promote_run`)."""
-    return _gate_summary(pipeline.promote_run(settings, folder_name(run_id)))
+def promote(settings: Settings, run_id: str, version: str | None = None) -> GateStep:
+    """Move the aliases after a passed gate (see :func:`lifeboat.orchestration.pipeline.promote_run`);
+    ``version`` is the one the run's gate task judged (its XCom), which the run folder's file must name."""
+    return _gate_summary(pipeline.promote_run(settings, folder_name(run_id), version))
 
 
 def _gate_summary(result: GateRecord) -> GateStep:

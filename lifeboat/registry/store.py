@@ -143,6 +143,29 @@ def version_by_alias(model_name: str, alias: str) -> ModelVersion | None:
         raise RegistryError(f"cannot resolve {model_name}@{alias}: {exc}") from exc
 
 
+def version_tags(model_name: str, version: str) -> dict[str, str]:
+    """The tags of one registered version (raises :class:`RegistryError` when it cannot be read)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = mlflow_client().get_model_version(model_name, version)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot read {model_name} version {version}: {exc}") from exc
+    return {str(k): str(v) for k, v in (found.tags or {}).items()}
+
+
+def set_version_tags(model_name: str, version: str, tags: Mapping[str, str]) -> None:
+    """Set tags on one registered version (raises :class:`RegistryError`)."""
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow_client()
+    try:
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name, version, key, value)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot tag {model_name} version {version}: {exc}") from exc
+
+
 def download_serving_model(model_name: str, version: str | int, destination: Path) -> Path:
     """Download a registered version's serving artifact into ``destination`` and return its folder."""
     import mlflow

@@ -321,3 +321,44 @@ def test_promoting_again_repairs_a_promotion_killed_between_the_two_alias_moves(
     assert (alias(name, CHAMPION), alias(name, PREVIOUS_CHAMPION)) == (v2, v1)
     assert promote_recorded(name, v2, decision.champion_version) == v1  # once more: nothing changes
     assert rollback(name, "works again", "pytest") == (v2, v1)
+
+
+def test_a_changed_gate_file_promotes_nothing_the_registry_did_not_pass(
+    settings: Settings, split: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    """Issue 14, finding 3: anyone who can write the shared state folder could set ``passed: true`` (or
+    ``dry_run: false``) in a run's gate.json. promote_run trusts only the gate tags of the registry."""
+    from lifeboat.orchestration import pipeline
+    from lifeboat.registry.store import set_version_tags
+
+    name = "gate-file-tampered"
+    own = settings.model_copy(update={"model_name": name})
+    rejected = register(name, split, noise=0.0)
+    set_version_tags(name, rejected, {"gate.decision": "reject", "gate.champion_version": "none"})
+    dry = register(name, split, noise=0.0)
+    set_version_tags(
+        name, dry, {"gate.decision": "promote", "gate.champion_version": "none", pipeline.DRY_RUN_TAG: "true"}
+    )
+    untagged = register(name, split, noise=0.0)
+
+    def forged(run: str, version: str) -> None:
+        path = pipeline.gate_path(own, run)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        record = {"run_id": run, "model_name": name, "version": version, "passed": True, "dry_run": False}
+        path.write_text(json.dumps({**record, "champion_version": None, "reasons": ["forged"]}))
+
+    forged("forged-reject", rejected)
+    with pytest.raises(pipeline.PipelineError, match=r"records the gate decision 'reject' .* says it passed"):
+        pipeline.promote_run(own, "forged-reject")
+    forged("forged-dry", dry)
+    with pytest.raises(pipeline.PipelineError, match="records a dry-run gate decision"):
+        pipeline.promote_run(own, "forged-dry")
+    forged("forged-untagged", untagged)
+    with pytest.raises(pipeline.PipelineError, match="records no gate decision"):
+        pipeline.promote_run(own, "forged-untagged")
+    assert alias(name, CHAMPION) is None  # nothing was promoted
+
+    # The registry's own record passes: the promotion goes through, compared with the champion it names.
+    set_version_tags(name, untagged, {"gate.decision": "promote", "gate.champion_version": "none"})
+    promoted = pipeline.promote_run(own, "forged-untagged")
+    assert (promoted.promoted, alias(name, CHAMPION)) == (True, untagged)

@@ -74,9 +74,13 @@ def test_labels_proving_the_champion_wrong_start_a_run_that_alerts_and_retrains(
     events = live_stack.client.request(
         "GET", f"/api/v2/dags/{RETRAIN}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents"
     ).json()["asset_events"]
-    assert [(e["name"], e["extra"]) for e in events] == [
-        ("titanic_incoming", {"dataset": "titanic", "source": "feedback", "labels": ROWS})
-    ]
+    extra = {
+        "dataset": "titanic",
+        "source": "feedback",
+        "labels": ROWS,
+        "from_rest_api": True,
+    }  # Airflow's mark
+    assert [(e["name"], e["extra"]) for e in events] == [("titanic_incoming", extra)]
 
     performance = live_stack.client.xcom(RETRAIN, run["dag_run_id"], "monitor_performance")
     assert performance["status"] == "degraded", performance

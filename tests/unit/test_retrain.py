@@ -209,7 +209,7 @@ def write_gate(settings: Settings, run: str, **fields: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "run_id": run,
-        "model_name": "m",
+        "model_name": settings.model_name,
         "version": "2",
         "passed": True,
         "dry_run": False,
@@ -231,6 +231,13 @@ def test_promote_run_refuses_a_missing_rejected_or_dry_run_decision(tmp_path: Pa
     with pytest.raises(pipeline.PipelineError, match="dry run"):
         pipeline.promote_run(settings, "r2")
     assert json.loads(path.read_text()).get("promoted") is None  # untouched
+    # A file naming another model, or another version than the run's gate judged, promotes nothing.
+    write_gate(settings, "r5", model_name="someone-elses-model")
+    with pytest.raises(pipeline.PipelineError, match="names model 'someone-elses-model', but this dataset's"):
+        pipeline.promote_run(settings, "r5")
+    write_gate(settings, "r6", version="7")
+    with pytest.raises(pipeline.PipelineError, match="names version 7, but the run's gate judged version 2"):
+        pipeline.promote_run(settings, "r6", "2")
 
 
 def test_evaluate_run_without_training_output_names_the_missing_file(tmp_path: Path) -> None:
@@ -245,7 +252,7 @@ def test_a_malformed_gate_record_is_refused_naming_file_and_key(tmp_path: Path) 
         pipeline.PipelineError, match=r"gate\.json is not a gate decision: passed: Input should"
     ):
         pipeline.promote_run(settings, "r3")
-    path.write_text(json.dumps({"model_name": "m"}))
+    path.write_text(json.dumps({"model_name": settings.model_name}))
     with pytest.raises(pipeline.PipelineError, match=r"is not a gate decision: run_id: Field required"):
         pipeline.promote_run(settings, "r3")
 
