@@ -255,7 +255,10 @@ def test_airflow_init_migrates_postgres_and_fixes_the_admin_password(
     assert "password of the Airflow user admin written" in done.stdout
 
     passwords = host_stack.root / "airflow-home" / "auth" / "passwords.json"
-    assert json.loads(passwords.read_text()) == {"admin": compose_env["AIRFLOW_ADMIN_PASSWORD"]}
+    assert json.loads(passwords.read_text()) == {
+        "admin": compose_env["AIRFLOW_ADMIN_PASSWORD"],
+        "lifeboat-feedback": compose_env["AIRFLOW_FEEDBACK_PASSWORD"],
+    }
     assert passwords.stat().st_mode & 0o777 == 0o600
     with connect(compose_env, postgres_server_url, "airflow") as conn, conn.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM alembic_version")

@@ -53,6 +53,7 @@ SECRETS = frozenset(
         "AIRFLOW_API_SECRET_KEY",
         "AIRFLOW_FERNET_KEY",
         "AIRFLOW_ADMIN_PASSWORD",
+        "AIRFLOW_FEEDBACK_PASSWORD",
         "LIFEBOAT_RELOAD_TOKEN",
         "LIFEBOAT_FEEDBACK_TOKEN",
     }
@@ -392,6 +393,15 @@ def test_airflow_services_share_one_configuration(compose_project: ComposeProjec
     }
     assert "AIRFLOW_ADMIN_PASSWORD" in envs["airflow-init"]
     assert all("AIRFLOW_ADMIN_PASSWORD" not in e for n, e in envs.items() if n != "airflow-init")
+    # The server's own Airflow user: its password reaches airflow-init (which writes it) and the server only.
+    assert env["AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS"] == "admin:admin,lifeboat-feedback:op"
+    serving = compose_project.service("serving").environment
+    assert envs["airflow-init"]["AIRFLOW_FEEDBACK_PASSWORD"] == serving["LIFEBOAT_AIRFLOW_EVENTS_PASSWORD"]
+    assert serving["LIFEBOAT_AIRFLOW_EVENTS_URL"] == "http://airflow-apiserver:8080"
+    assert serving["LIFEBOAT_AIRFLOW_EVENTS_USER"] == "lifeboat-feedback"
+    password = serving["LIFEBOAT_AIRFLOW_EVENTS_PASSWORD"]
+    holders = {n for n, e in envs.items() if password in e.values()}
+    assert holders == {"airflow-init"}, holders  # among the Airflow services; and the server
     for name in AIRFLOW_SERVICES:
         service = compose_project.service(name)
         # The image's entrypoint runs `airflow ...` and `bash ...` as they are, and so does a host.
@@ -508,6 +518,7 @@ def compose_project_env(project: ComposeProject) -> dict[str, str]:
         "AIRFLOW_API_SECRET_KEY": scheduler["AIRFLOW__API__SECRET_KEY"],
         "AIRFLOW_FERNET_KEY": scheduler["AIRFLOW__CORE__FERNET_KEY"],
         "AIRFLOW_ADMIN_PASSWORD": project.service("airflow-init").environment["AIRFLOW_ADMIN_PASSWORD"],
+        "AIRFLOW_FEEDBACK_PASSWORD": project.service("airflow-init").environment["AIRFLOW_FEEDBACK_PASSWORD"],
         "LIFEBOAT_RELOAD_TOKEN": scheduler["LIFEBOAT_RELOAD_TOKEN"],
         "LIFEBOAT_FEEDBACK_TOKEN": project.service("serving").environment["LIFEBOAT_FEEDBACK_TOKEN"],
     }
