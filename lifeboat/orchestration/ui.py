@@ -180,27 +180,38 @@ def _name_cell(entry: Mapping[str, Any], query: str) -> str:
     )
 
 
+def _report_table(
+    entries: Sequence[Mapping[str, Any]],
+    query: str,
+    headers: Sequence[str],
+    cells: Callable[[Mapping[str, Any]], str],
+) -> str:
+    """One table of reports: name, created time and verdict, then the kind's own ``cells`` (markup)."""
+    rows = "".join(
+        "<tr>" + _name_cell(entry, query) + f"<td>{escape(format_time(entry.get('created_at')))}</td>"
+        f"<td>{_verdict_badge(entry)}</td>" + cells(entry) + "</tr>"
+        for entry in entries
+    )
+    head = "".join(f"<th>{h}</th>" for h in ("report", "created", "verdict", *headers))
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
 def _performance_table(entries: Sequence[Mapping[str, Any]], query: str) -> str:
     if not entries:
         return (
             "<p>No live performance report yet. <code>lifeboat monitor</code> or the DAG's "
             "<code>monitor_performance</code> task writes one once served predictions have labels.</p>"
         )
-    rows = "".join(
-        "<tr>" + _name_cell(entry, query) + f"<td>{escape(format_time(entry.get('created_at')))}</td>"
-        f"<td>{_verdict_badge(entry)}</td>"
-        f"<td>{_performance_cell(entry)}</td>"
-        f'<td class="num">{escape(entry.get("model_version", ""))}</td>'
-        f'<td class="num">{escape(entry.get("labelled_rows", ""))}</td>'
-        f"<td>{escape(entry.get('current_source', ''))}</td>"
-        "</tr>"
-        for entry in entries
-    )
-    return (
-        "<table><thead><tr><th>report</th><th>created</th><th>verdict</th><th>live vs holdout</th>"
-        "<th>model version</th><th>labelled rows</th><th>window</th></tr></thead><tbody>"
-        + rows
-        + "</tbody></table>"
+    return _report_table(
+        entries,
+        query,
+        ("live vs holdout", "model version", "labelled rows", "window"),
+        lambda entry: (
+            f"<td>{_performance_cell(entry)}</td>"
+            f'<td class="num">{escape(entry.get("model_version", ""))}</td>'
+            f'<td class="num">{escape(entry.get("labelled_rows", ""))}</td>'
+            f"<td>{escape(entry.get('current_source', ''))}</td>"
+        ),
     )
 
 
@@ -210,21 +221,16 @@ def _drift_table(entries: Sequence[Mapping[str, Any]], query: str) -> str:
             "<p>No drift report yet. The retraining DAG's drift task (or <code>lifeboat drift</code>) "
             "writes one per run.</p>"
         )
-    rows = "".join(
-        "<tr>" + _name_cell(entry, query) + f"<td>{escape(format_time(entry.get('created_at')))}</td>"
-        f"<td>{_verdict_badge(entry)}</td>"
-        f"<td>{_share_cell(entry)}</td>"
-        f"<td>{escape(entry.get('current_source', ''))}</td>"
-        f'<td class="num">{escape(entry.get("current_rows", ""))}</td>'
-        f'<td class="num">{escape(entry.get("reference_rows", ""))}</td>'
-        "</tr>"
-        for entry in entries
-    )
-    return (
-        "<table><thead><tr><th>report</th><th>created</th><th>verdict</th><th>drifted columns</th>"
-        "<th>current data</th><th>current rows</th><th>reference rows</th></tr></thead><tbody>"
-        + rows
-        + "</tbody></table>"
+    return _report_table(
+        entries,
+        query,
+        ("drifted columns", "current data", "current rows", "reference rows"),
+        lambda entry: (
+            f"<td>{_share_cell(entry)}</td>"
+            f"<td>{escape(entry.get('current_source', ''))}</td>"
+            f'<td class="num">{escape(entry.get("current_rows", ""))}</td>'
+            f'<td class="num">{escape(entry.get("reference_rows", ""))}</td>'
+        ),
     )
 
 
